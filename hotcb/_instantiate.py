@@ -1,0 +1,50 @@
+"""The one place that turns ``_target_`` specs into objects, behind an allowlist.
+
+Only targets under ``hotcb.``, ``optuna.samplers.`` and ``torch.optim.`` (plus what the
+config lists in ``hotcb.allow_targets``) are instantiated; anything else is refused with a
+message naming the target and the allowlist. Live commands can never reach this function.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+DEFAULT_ALLOWED = ("hotcb.", "optuna.samplers.", "torch.optim.")
+
+
+class TargetNotAllowed(ValueError):
+    pass
+
+
+def check_target(target: Any, allowed: Iterable[str] = (), where: str = "_target_") -> str:
+    prefixes = (*DEFAULT_ALLOWED, *allowed)
+    if not isinstance(target, str) or not target:
+        raise TargetNotAllowed(f"{where}: must be a dotted import path, got {target!r}")
+    if not any(target == p.rstrip(".") or target.startswith(p.rstrip(".") + ".") for p in prefixes):
+        raise TargetNotAllowed(
+            f"{where}: target {target!r} is not allowed; allowed prefixes: {', '.join(prefixes)} "
+            "(add yours to hotcb.allow_targets)"
+        )
+    return target
+
+
+def _check_tree(node: Any, allowed: Iterable[str], where: str) -> None:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            check_target(node["_target_"], allowed, f"{where}._target_" if where else "_target_")
+        for key, value in node.items():
+            _check_tree(value, allowed, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_tree(value, allowed, f"{where}[{i}]")
+
+
+def instantiate(spec: Any, *args: Any, allowed: Iterable[str] = (), where: str = "", **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` after checking every nested ``_target_`` against the allowlist."""
+    from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    plain = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+    allowed = tuple(allowed)
+    _check_tree(plain, allowed, where)
+    return hydra_instantiate(plain, *args, **kwargs)

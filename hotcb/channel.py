@@ -1,0 +1,107 @@
+"""The command log: how another terminal talks to a running job.
+
+Writers (the ``hotcb`` CLI) append one JSON line per command while holding a lock file, then
+flush and fsync. The reader (the training process) never locks: it remembers the byte offset
+it has consumed and treats a last line without its newline as not yet written. The offset is
+part of the kernel's state, so after a resume no command is applied twice or skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotcb.ledger import dumps
+
+COMMANDS_FILE = "hotcb.commands.jsonl"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One external command: ``module`` names who handles it, ``op`` what to do."""
+
+    module: str
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    ts: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "ts": self.ts, "module": self.module, "op": self.op, "args": self.args}
+
+
+class MalformedCommand(Exception):
+    """A command line that could not be parsed; kept so the kernel can record it as rejected."""
+
+    def __init__(self, raw: str, reason: str):
+        super().__init__(reason)
+        self.raw = raw
+        self.reason = reason
+
+
+def send(run_dir: str | os.PathLike, command: Command) -> Command:
+    """Append ``command`` to the run's command log under the writers' lock."""
+    from filelock import FileLock
+
+    path = Path(run_dir) / COMMANDS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=30):
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(dumps(command.to_dict()) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    return command
+
+
+class CommandReader:
+    """Reads commands appended since the last poll. Cheap when nothing is new (one ``stat``)."""
+
+    def __init__(self, run_dir: str | os.PathLike, offset: int = 0):
+        self.path = Path(run_dir) / COMMANDS_FILE
+        self.offset = offset
+
+    def has_new(self) -> bool:
+        try:
+            return os.stat(self.path).st_size > self.offset
+        except FileNotFoundError:
+            return False
+
+    def poll(self) -> list[Command | MalformedCommand]:
+        if not self.has_new():
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        return [_parse(raw) for raw in data[: end + 1].splitlines() if raw.strip()]
+
+
+def _parse(raw: bytes) -> Command | MalformedCommand:
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return MalformedCommand(text, f"not valid JSON: {exc.msg}")
+    if not isinstance(obj, dict):
+        return MalformedCommand(text, "a command must be a JSON object")
+    missing = [k for k in ("module", "op") if not isinstance(obj.get(k), str)]
+    if missing:
+        return MalformedCommand(text, f"missing string field(s): {', '.join(missing)}")
+    args = obj.get("args") or {}
+    if not isinstance(args, dict):
+        return MalformedCommand(text, "'args' must be an object")
+    return Command(
+        module=obj["module"],
+        op=obj["op"],
+        args=args,
+        id=str(obj.get("id") or uuid.uuid4().hex[:12]),
+        ts=float(obj.get("ts") or time.time()),
+    )

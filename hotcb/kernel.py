@@ -1,0 +1,248 @@
+"""HotKernel: the one object a training loop talks to.
+
+``kernel.apply(env, events)`` is called at safe points (after a train step, at validation
+end). It takes in new external commands (every ``debounce_steps`` calls, or at once on a
+decision event), routes them to their module (tune, opt, loss, freeze), records each outcome
+in ``hotcb.applied.jsonl``, then dispatches the events to the tune controller. Any fault
+inside hotcb is logged and contained; with ``auto_disable_on_error`` the faulty module is
+switched off and status says why. Training never dies because of hotcb.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from hotcb.actuators.base import BaseActuator
+from hotcb.actuators.mutable_state import MutableState
+from hotcb.channel import Command, CommandReader, MalformedCommand
+from hotcb.freeze import FreezeMode
+from hotcb.ledger import append_jsonl
+
+log = logging.getLogger(__name__)
+
+APPLIED_FILE = "hotcb.applied.jsonl"
+CONFIG_FILE = "hotcb.yaml"
+DECISION_EVENTS = frozenset({"val_epoch_end", "eval_end", "fit_end"})
+
+
+class HotKernel:
+    """Live control plane of one training run.
+
+    Args:
+        run_dir: where commands are read from and artifacts written to.
+        tune_recipe_path: a recipe YAML; defaults to ``RUN_DIR/hotcb.tune.recipe.yaml`` if present.
+        mutable_state: the actuators the kernel may touch (optimizer, loss weights, custom).
+        tune_mode: initial tune mode; defaults to ``tune.mode`` in ``RUN_DIR/hotcb.yaml``, else off.
+        recipe: a TuneRecipe or recipe dict, instead of a file.
+        sampler_factory: a callable returning a fresh Optuna sampler per study.
+        debounce_steps: read the command log every this many ``apply`` calls.
+        auto_disable_on_error: switch a module off after it raises, instead of retrying.
+        freeze: initial freeze mode (off, prod, replay).
+        is_writer: False on DDP ranks > 0: they decide nothing and write no files.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        tune_recipe_path: str | os.PathLike | None = None,
+        mutable_state: MutableState | None = None,
+        *,
+        tune_mode: Optional[str] = None,
+        recipe: Any = None,
+        sampler_factory: Any = None,
+        replay_from: Optional[str] = None,
+        debounce_steps: int = 1,
+        auto_disable_on_error: bool = True,
+        freeze: str = "off",
+        is_writer: bool = True,
+    ):
+        self.run_dir = Path(run_dir)
+        self.is_writer = is_writer
+        if is_writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.mutable_state = mutable_state if mutable_state is not None else MutableState()
+        self.debounce_steps = max(1, int(debounce_steps))
+        self.auto_disable_on_error = auto_disable_on_error
+        self.freeze = FreezeMode.parse(freeze)
+        self.reader = CommandReader(self.run_dir)
+        self.disabled: dict[str, str] = {}
+        self.errors: list[dict] = []
+        self.step = 0
+        self._calls = 0
+        self._closed = False
+        file_config = _read_run_config(self.run_dir)
+        from hotcb.modules.tune.recipe import load_recipe
+
+        self.recipe = load_recipe(recipe if recipe is not None else tune_recipe_path, run_dir=self.run_dir)
+        mode = tune_mode or file_config.get("mode") or "off"
+        self._tune_args = dict(mode=mode, sampler_factory=sampler_factory, replay_from=replay_from)
+        self._tune: Any = None
+        if mode != "off":
+            self.tune  # noqa: B018 - build eagerly so config errors surface before training
+
+    # -- modules ----------------------------------------------------------------------------
+    @property
+    def tune(self):
+        """The tune controller, built on first use so that tune=off costs nothing."""
+        if self._tune is None:
+            from hotcb.modules.tune.controller import HotTuneController
+
+            self._tune = HotTuneController(
+                self.recipe, self.mutable_state, str(self.run_dir), write_files=self.is_writer, **self._tune_args
+            )
+        return self._tune
+
+    @property
+    def tune_active(self) -> bool:
+        return self._tune is not None and self._tune.mode.value != "off" and "tune" not in self.disabled
+
+    def register_actuator(self, name: str, actuator: BaseActuator, *, replace: bool = False) -> None:
+        self.mutable_state.register(actuator, name, replace=replace)
+
+    # -- the hot path -----------------------------------------------------------------------
+    def apply(self, env: dict | None = None, events: Iterable[str] = ("train_batch_end",)) -> None:
+        """Called at safe points. Cheap when there is nothing to do; never raises."""
+        if self._closed:
+            return
+        env = {} if env is None else env
+        env.setdefault("kernel", self)
+        if "step" in env:
+            self.step = int(env["step"] or 0)
+        self._calls += 1
+        decision = any(e in DECISION_EVENTS for e in events)
+        if decision or self._calls % self.debounce_steps == 0:
+            if self.reader.has_new():
+                self._guard("intake", self._intake, env)
+        if self._tune is not None and "tune" not in self.disabled and self._tune.mode.value != "off":
+            for event in events:
+                self._guard("tune", self._tune.on_event, event, env)
+        elif decision and self._tune is not None and "tune" not in self.disabled:
+            self._guard("tune", self._tune.write_summary)
+
+    def _guard(self, module: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - training never dies because of hotcb
+            detail = f"{type(exc).__name__}: {exc}"
+            self.errors.append({"module": module, "step": self.step, "error": detail, "ts": time.time()})
+            log.error("hotcb: %s failed at step %s: %s\n%s", module, self.step, detail, traceback.format_exc())
+            self._write_ledger({"module": module, "op": "error", "status": "error", "reason": detail})
+            if self.auto_disable_on_error and module != "intake":
+                self.disabled[module] = detail
+                log.error("hotcb: module %r disabled (auto_disable_on_error)", module)
+                if module == "tune" and self._tune is not None:
+                    self._tune.errors.append(f"disabled after error: {detail}")
+                    try:
+                        self._tune.write_summary()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    # -- commands ---------------------------------------------------------------------------
+    def _intake(self, env: dict) -> None:
+        for command in self.reader.poll():
+            if isinstance(command, MalformedCommand):
+                self._write_ledger({"module": None, "op": None, "status": "rejected", "reason": command.reason,
+                                    "raw": command.raw[:500]})
+                continue
+            self._execute(command, env)
+
+    def _execute(self, command: Command, env: dict) -> None:
+        base = {"id": command.id, "module": command.module, "op": command.op, "args": command.args}
+        if not self.freeze.admits(command.module):
+            self._write_ledger({**base, "status": "ignored", "reason": f"kernel frozen (freeze={self.freeze.value})"})
+            return
+        if command.module in self.disabled:
+            self._write_ledger({**base, "status": "ignored", "reason": f"module disabled after error: {self.disabled[command.module]}"})
+            return
+        try:
+            detail = self._route(command, env)
+        except (ValueError, TypeError, LookupError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            self._write_ledger({**base, "status": "rejected", "reason": reason})
+            return
+        except Exception as exc:  # noqa: BLE001 - the command failed; training goes on
+            self._write_ledger({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+            return
+        self._write_ledger({**base, "status": "applied", "detail": detail})
+
+    def _route(self, command: Command, env: dict) -> str:
+        if command.module == "freeze":
+            if command.op != "set":
+                raise ValueError(f"unknown freeze command {command.op!r}; accepted: set")
+            self.freeze = FreezeMode.parse(command.args.get("mode"))
+            return f"freeze={self.freeze.value}"
+        if command.module == "tune":
+            return self.tune.handle(command.op, command.args)
+        if command.module in ("opt", "loss"):
+            from hotcb.modules.manual import handle_manual
+
+            return handle_manual(self.mutable_state, command.module, command.op, command.args, env)
+        raise ValueError(f"unknown module {command.module!r}; accepted: tune, opt, loss, freeze")
+
+    def _write_ledger(self, record: dict) -> None:
+        if self.is_writer:
+            append_jsonl(self.run_dir / APPLIED_FILE, {"step": self.step, "ts": time.time(), **record})
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self, env: dict | None = None) -> None:
+        """Flush and close: cancel an unfinished segment, close open trials, write the summary."""
+        if self._closed:
+            return
+        env = env or {}
+        if "step" in env:
+            self.step = int(env["step"] or 0)
+        if self.reader.has_new():
+            self._guard("intake", self._intake, env)
+        if self._tune is not None:
+            self._guard("tune", self._tune.close, env)
+        self._closed = True
+
+    def status(self) -> dict:
+        return {
+            "run_dir": str(self.run_dir),
+            "step": self.step,
+            "freeze": self.freeze.value,
+            "disabled": dict(self.disabled),
+            "errors": self.errors[-10:],
+            "tune": self._tune.summary() if self._tune is not None else {"mode": "off"},
+        }
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: command-log offset, freeze mode, tuner state."""
+        return {
+            "version": 1,
+            "command_offset": self.reader.offset,
+            "freeze": self.freeze.value,
+            "disabled": dict(self.disabled),
+            "tune": self._tune.state_dict() if self._tune is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reader.offset = int(state.get("command_offset", 0))
+        self.freeze = FreezeMode.parse(state.get("freeze", "off"))
+        self.disabled = dict(state.get("disabled") or {})
+        if state.get("tune") is not None:
+            self.tune.load_state_dict(state["tune"])
+
+
+def _read_run_config(run_dir: Path) -> dict:
+    """The ``tune`` section of ``RUN_DIR/hotcb.yaml`` (seed: ``tune: {enabled, mode}``)."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    tune = data.get("tune") or {}
+    if not isinstance(tune, dict):
+        raise ValueError(f"{path}: 'tune' must be a mapping, got {tune!r}")
+    if tune.get("enabled") is False:
+        return {"mode": "off"}
+    if tune.get("enabled") and not tune.get("mode"):
+        return {"mode": "active"}
+    return {"mode": tune.get("mode")} if tune.get("mode") else {}

@@ -1,0 +1,146 @@
+"""The generic launcher: ``@hotcb.main(...)`` wires kernel, tuner and adapter into a user's job.
+
+``main`` wraps ``hydra.main``. For each job it validates ``cfg.hotcb`` (nothing is built
+before that passes), makes the Hydra output directory the run directory (printed, with a
+``latest`` pointer beside it), builds the kernel and the adapter, and calls the user's
+function with the config and a :class:`HotRun` handle. The function's return value is
+returned as a float so that a Hydra sweeper can optimise it. On failure hotcb's files are
+flushed and closed, the run directory is logged, and the error is re-raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from hotcb.schema import HotcbConfig, validate_config
+
+log = logging.getLogger("hotcb")
+
+
+@dataclass
+class HotRun:
+    """What a user's training function gets besides its config."""
+
+    kernel: Any
+    adapter: Any
+    run_dir: Path
+    config: HotcbConfig
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def callback(self) -> Any:
+        """The adapter, under the name a Lightning user expects: ``Trainer(callbacks=[hot.callback])``."""
+        return self.adapter
+
+    @property
+    def callbacks(self) -> list:
+        return [self.adapter]
+
+    @property
+    def final_metrics(self) -> dict:
+        return dict(getattr(self.adapter, "final_metrics", {}) or {})
+
+
+def resolve_hotcb(cfg: Any) -> dict:
+    """Plain data for ``cfg.hotcb``, interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    node = cfg.get("hotcb") if hasattr(cfg, "get") else None
+    if node is None:
+        return {}
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def build_kernel(config: HotcbConfig, run_dir: str | os.PathLike, *, is_writer: bool = True):
+    from hotcb._instantiate import instantiate
+    from hotcb.kernel import HotKernel
+    from hotcb.modules.tune.search import default_sampler_factory
+
+    try:
+        sampler_factory = default_sampler_factory(config.recipe.search, tuple(config.allow_targets))
+    except ImportError:  # no optuna: the kernel falls back to random proposals and says so
+        sampler_factory = None
+    kernel = HotKernel(
+        run_dir,
+        recipe=config.recipe,
+        tune_mode=config.tune.mode,
+        sampler_factory=sampler_factory,
+        replay_from=config.tune.replay_from,
+        debounce_steps=config.debounce_steps,
+        auto_disable_on_error=config.auto_disable_on_error,
+        freeze=config.freeze,
+        is_writer=is_writer,
+    )
+    for name, spec in config.actuators.items():
+        actuator = instantiate(spec, allowed=config.allow_targets, where=f"hotcb.actuators.{name}")
+        kernel.register_actuator(name, actuator)
+    return kernel
+
+
+def _hydra_output_dir() -> Optional[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.output_dir
+    except Exception:  # noqa: BLE001 - not inside a Hydra job
+        return None
+
+
+def _point_latest(run_dir: Path) -> None:
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError as exc:
+        log.debug("hotcb: could not update %s: %s", link, exc)
+
+
+def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
+    """Validate, build, call ``task(cfg, hot)``, close; returns the task's objective as a float."""
+    from hotcb._instantiate import instantiate
+    from hotcb.report import format_run_summary
+
+    config = validate_config(resolve_hotcb(cfg), source="cfg.hotcb")
+    if config.validate_only:
+        print("hotcb: configuration is valid")
+        return None
+    run_dir = Path(config.run_dir or _hydra_output_dir() or "runs/hotcb").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"hotcb: run directory {run_dir}", flush=True)
+    _point_latest(run_dir)
+    kernel = build_kernel(config, run_dir)
+    try:
+        adapter = instantiate(config.adapter, kernel=kernel, allowed=config.allow_targets, where="hotcb.adapter")
+        hot = HotRun(kernel=kernel, adapter=adapter, run_dir=run_dir, config=config)
+        result = task(cfg, hot)
+    except BaseException:
+        kernel.close()
+        log.error("hotcb: job failed; its files are in %s", run_dir)
+        raise
+    kernel.close()
+    print(format_run_summary(kernel, hot.final_metrics), flush=True)
+    return None if result is None else float(result)
+
+
+def main(config_path: Optional[str] = None, config_name: Optional[str] = None, version_base: Optional[str] = "1.3"):
+    """Decorator: ``@hotcb.main(config_path="conf", config_name="train")`` over ``def train(cfg, hot)``."""
+    import hydra
+
+    def decorator(task: Callable[[Any, HotRun], Any]) -> Callable[[], Any]:
+        @functools.wraps(task)
+        def entry(cfg: Any) -> Optional[float]:
+            return run(cfg, task)
+
+        # functools.wraps leaves __wrapped__ = task: Hydra follows it to find the user's file,
+        # against which a relative config_path is resolved.
+        return hydra.main(config_path=config_path, config_name=config_name, version_base=version_base)(entry)
+
+    return decorator

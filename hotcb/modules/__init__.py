@@ -1,0 +1,1 @@
+"""Kernel modules: tune (online adaptation), opt and loss (manual live commands)."""

@@ -1,0 +1,1 @@
+"""hottune: online, constrained, Bayesian-guided hyperparameter adaptation."""

@@ -1,0 +1,631 @@
+"""HotTuneController: the observe → propose → apply → evaluate → accept/rollback loop.
+
+Decisions happen at ``val_epoch_end`` (outside sanity checks; the adapter sees to that). At
+each one the controller closes the active segment when its horizon is reached, tells the
+search its score, rolls back on reject, and — in ``active`` mode, when no safety rule
+objects — proposes, validates, snapshots and applies the next mutation. While a segment runs,
+``train_batch_end`` watches for blockers (non-finite loss, anomaly flags, grad-norm spikes)
+and rejects the segment at once instead of waiting for the horizon.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hotcb.actuators import state as training_state
+from hotcb.actuators.base import ActuatorState
+from hotcb.actuators.mutable_state import MutableState
+from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
+from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
+from hotcb.modules.tune.search import Proposal, make_search
+from hotcb.modules.tune.storage import JOURNAL_FILE, STUDY_FILE, TuneStorage, read_mutations
+
+log = logging.getLogger(__name__)
+
+
+class TuneMode(str, Enum):
+    OFF = "off"
+    OBSERVE = "observe"
+    SUGGEST = "suggest"
+    ACTIVE = "active"
+    REPLAY = "replay"
+
+    @classmethod
+    def parse(cls, value: Any) -> "TuneMode":
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"tune mode {value!r} is not one of: {', '.join(m.value for m in cls)}") from None
+
+
+class CommandRejected(ValueError):
+    """A live command that cannot be applied; the message goes to the ledger."""
+
+
+@dataclass
+class Segment:
+    id: str
+    start_step: int  # global step at the decision point
+    start_point: Point  # effective step (rollbacks rewound) and primary value
+    pre_metrics: dict
+    phase: str
+    family: Optional[Family] = None
+    proposal: Optional[Proposal] = None
+    mutation_id: Optional[str] = None
+    params_snapshot: Optional[dict] = None
+    state_snapshot: Any = None
+    decisions_seen: int = 0
+    control: bool = False
+
+
+@dataclass
+class FamilyStats:
+    tried: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    last_decision: int = -(10**9)
+    cooldown_until: int = 0
+    accepted_values: list = field(default_factory=list)  # [{value, score}]
+
+    def to_dict(self) -> dict:
+        evaluated = self.accepted + self.rejected
+        return {
+            "tried": self.tried,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "win_rate": self.accepted / evaluated if evaluated else None,
+            "accepted_values": self.accepted_values,
+        }
+
+
+class HotTuneController:
+    def __init__(
+        self,
+        recipe: TuneRecipe,
+        mutable_state: MutableState,
+        run_dir: str,
+        mode: TuneMode | str = TuneMode.OFF,
+        *,
+        sampler_factory: Any = None,
+        write_files: bool = True,
+        replay_from: Optional[str] = None,
+    ):
+        self.recipe = recipe
+        self.mutable_state = mutable_state
+        self.storage = TuneStorage(run_dir, enabled=write_files)
+        self.mode = TuneMode.parse(mode)
+        self.evaluator = SegmentEvaluator(recipe.acceptance, recipe.objective)
+        self._sampler_factory = sampler_factory
+        self._search: Any = None
+        self.segment: Optional[Segment] = None
+        self.paused_reason = ""
+        self.reject_streak = 0
+        self.decisions = 0
+        self.global_cooldown_until = 0
+        self.rewound_steps = 0
+        self.blocked_reason = ""
+        self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0, "cancelled": 0}
+        self.family_stats: dict[str, FamilyStats] = {}
+        self.grad_norms: list[float] = []
+        self.last_metrics: dict = {}
+        self.errors: list[str] = []
+        self.replay_from = replay_from
+        self._replay_queue: Optional[list[dict]] = None
+        self._pending_cancel: Optional[dict] = None
+        self._warned_missing: set[str] = set()
+        self._warned_state = False
+        self.storage.write_recipe(recipe.to_dict())
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def search(self):
+        if self._search is None:
+            self._search = make_search(
+                self.recipe.search, self.storage.run_dir, STUDY_FILE, JOURNAL_FILE, self._sampler_factory
+            )
+        return self._search
+
+    def families(self) -> dict[str, Family]:
+        return {f.name: f for f in self.recipe.families()}
+
+    def _stats(self, family: str) -> FamilyStats:
+        return self.family_stats.setdefault(family, FamilyStats())
+
+    def _step(self, env: dict) -> int:
+        return int(env.get("step") or 0)
+
+    def _effective(self, step: int) -> int:
+        return step - self.rewound_steps
+
+    def _phase(self, env: dict, step: int) -> str:
+        max_steps = env.get("max_steps")
+        frac = step / max_steps if max_steps else 0.0
+        return self.recipe.phase_at(min(max(frac, 0.0), 1.0))
+
+    def _read_metrics(self, env: dict) -> dict:
+        metric = env.get("metric")
+        names = [self.recipe.objective.primary, *self.recipe.objective.backup_metrics, "train/loss", "grad/norm"]
+        out: dict[str, float] = {}
+        if metric is None:
+            return out
+        for name in dict.fromkeys(names):
+            try:
+                value = metric(name, None)
+            except Exception:  # noqa: BLE001
+                value = None
+            if value is not None:
+                try:
+                    out[name] = float(value)
+                except (TypeError, ValueError):
+                    pass
+        return out
+
+    def _warn_missing(self, env: dict) -> None:
+        name = self.recipe.objective.primary
+        if name in self._warned_missing:
+            return
+        self._warned_missing.add(name)
+        available = env.get("metric_names")
+        names = sorted(available()) if callable(available) else []
+        log.warning("hotcb tune: objective metric %r is missing or not finite; available metrics: %s",
+                    name, ", ".join(names) or "(none reported)")
+
+    # -- events -----------------------------------------------------------------------------
+    def on_event(self, event: str, env: dict) -> None:
+        if self._pending_cancel is not None:
+            self._cancel_restored_segment(env)
+        if event == "train_batch_end":
+            if self.segment is not None and not self.segment.control:
+                self._watch(env)
+            elif self.mode is TuneMode.REPLAY:
+                self._replay(env)
+        elif event in ("val_epoch_end", "eval_end"):
+            self._decision(env)
+
+    def _watch(self, env: dict) -> None:
+        blocker = self._blocker(env)
+        if blocker:
+            self._close_segment(env, self._step(env), {}, blocked=blocker)
+
+    def _blocker(self, env: dict) -> str:
+        safety = self.recipe.safety
+        if safety.block_on_nan:
+            loss = env.get("loss")
+            if loss is not None:
+                try:
+                    value = float(loss)
+                except (TypeError, ValueError):
+                    value = 0.0
+                if not math.isfinite(value):
+                    return f"non-finite loss {value!r}"
+        if safety.block_on_anomaly and env.get("anomaly"):
+            return f"anomaly flag: {env.get('anomaly')!r}"
+        if safety.grad_spike_factor is not None:
+            norm = env.get("grad_norm")
+            if norm is not None:
+                norm = float(norm)
+                if not math.isfinite(norm):
+                    return f"non-finite grad norm {norm!r}"
+                history = self.grad_norms
+                if len(history) >= 5 and norm > safety.grad_spike_factor * statistics.median(history):
+                    return f"grad-norm spike {norm:.4g} > {safety.grad_spike_factor} x median {statistics.median(history):.4g}"
+                history.append(norm)
+                del history[:-50]
+        return ""
+
+    def _decision(self, env: dict) -> None:
+        self.decisions += 1
+        step = self._step(env)
+        metrics = self._read_metrics(env)
+        self.last_metrics = dict(metrics, step=step)
+        value = metrics.get(self.recipe.objective.primary)
+        if value is None or not math.isfinite(value):
+            self._warn_missing(env)
+        if self.blocked_reason and value is not None and math.isfinite(value):
+            self.blocked_reason = ""
+        if value is not None and not math.isfinite(value) and self.recipe.safety.block_on_nan:
+            self.blocked_reason = f"non-finite {self.recipe.objective.primary}"
+
+        if self.segment is not None:
+            self.segment.decisions_seen += 1
+            kind, n = self.recipe.acceptance.horizon_parts()
+            progress = self.segment.decisions_seen if kind == "val_epochs" else step - self.segment.start_step
+            if progress >= n:
+                self._close_segment(env, step, metrics)
+        elif value is not None and self.mode is not TuneMode.OFF:
+            self.evaluator.observe(self._effective(step), value)
+
+        if self.segment is None:
+            if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST):
+                self._maybe_propose(env, step, metrics)
+            elif self.mode is TuneMode.REPLAY:
+                self._replay(env)
+        self.write_summary()
+
+    # -- proposing --------------------------------------------------------------------------
+    def why_not_propose(self) -> str:
+        """Empty when a proposal may be made now, else the reason it may not."""
+        if self.paused_reason:
+            return f"paused: {self.paused_reason}"
+        if self.blocked_reason:
+            return f"blocked: {self.blocked_reason}"
+        if self.decisions < self.global_cooldown_until:
+            return "global cooldown after a reject"
+        if not self.evaluator.ready():
+            return "collecting the unmutated trajectory for the baseline"
+        return ""
+
+    def _eligible(self) -> list[Family]:
+        out = []
+        for family in self.recipe.families():
+            actuator = self.mutable_state.get(family.actuator)
+            if actuator is None or getattr(actuator, "state", None) is ActuatorState.DISABLED:
+                continue
+            if self.decisions < self._stats(family.name).cooldown_until:
+                continue
+            out.append(family)
+        return sorted(out, key=lambda f: self._stats(f.name).last_decision)
+
+    def _maybe_propose(self, env: dict, step: int, metrics: dict) -> None:
+        value = metrics.get(self.recipe.objective.primary)
+        if value is None or not math.isfinite(value) or self.why_not_propose():
+            return
+        phase = self._phase(env, step)
+        start = Point(self._effective(step), value)
+        if self.evaluator.needs_control() or (
+            self.recipe.acceptance.baseline == "control" and self._last_was_mutation
+        ):
+            self._last_was_mutation = False
+            self.segment = Segment(f"s{self.decisions:05d}c", step, start, metrics, phase, control=True)
+            return
+        eligible = self._eligible()
+        if not eligible:
+            return
+        family = eligible[0]
+        stats = self._stats(family.name)
+        stats.last_decision = self.decisions
+        proposal = self.search.ask(family, phase)
+        self.counts["proposed"] += 1
+        mutation_id = f"m{self.counts['proposed']:04d}"
+        patch = family.patch(proposal.value)
+        actuator = self.mutable_state[family.actuator]
+        record = {
+            "id": mutation_id, "step": step, "epoch": env.get("epoch"), "phase": phase,
+            "family": family.name, "actuator": family.actuator, "patch": patch, "value": proposal.value,
+            "study": proposal.study, "trial": proposal.trial, "ts": time.time(),
+        }
+        problem = self._step_limit(family, proposal.value)
+        check = actuator.validate(patch, env) if not problem else None
+        if problem or not check:
+            self._fail(family, proposal, record, problem or check.reason)
+            return
+        if self.mode is TuneMode.SUGGEST:
+            self.counts["suggested"] += 1
+            self.search.tell(proposal, None)
+            self._log_mutation(record, "suggested", note="suggest mode: not applied; trial closed as FAIL")
+            return
+        params_snapshot = actuator.snapshot(env)
+        state_snapshot = self._capture_state(env)
+        result = actuator.apply(patch, env)
+        if not result.ok:
+            self._fail(family, proposal, record, result.detail)
+            return
+        stats.tried += 1
+        self.counts["applied"] += 1
+        self._last_was_mutation = True
+        self._log_mutation(record, "applied", before=result.before, after=result.after)
+        self.segment = Segment(
+            f"s{self.decisions:05d}", step, start, metrics, phase, family=family, proposal=proposal,
+            mutation_id=mutation_id, params_snapshot=params_snapshot, state_snapshot=state_snapshot,
+        )
+
+    _last_was_mutation = False
+
+    def _step_limit(self, family: Family, value: float) -> str:
+        limit = self.recipe.safety.max_step_mult
+        if limit is None or family.mode != "mult":
+            return ""
+        if value > limit or value < 1.0 / limit:
+            return f"multiplier {value:.4g} exceeds safety.max_step_mult {limit} (either way)"
+        return ""
+
+    def _capture_state(self, env: dict):
+        if self.recipe.acceptance.rollback != "state":
+            return None
+        if env.get("model") is None and not env.get("models"):
+            if not self._warned_state:
+                log.warning("hotcb tune: rollback=state needs env['model'] (and optimizer); falling back to params rollback")
+                self._warned_state = True
+            return None
+        return training_state.capture(env, self.recipe.acceptance.snapshot_dir)
+
+    def _fail(self, family: Family, proposal: Proposal, record: dict, reason: str) -> None:
+        self.counts["failed"] += 1
+        self._stats(family.name).failed += 1
+        self.search.tell(proposal, None)
+        self._log_mutation(record, "failed", reason=reason)
+        log.warning("hotcb tune: mutation %s (%s=%s) failed: %s", record["id"], family.name, proposal.value, reason)
+
+    def _log_mutation(self, record: dict, status: str, **extra: Any) -> None:
+        self.storage.append_mutation({**record, "status": status, **extra})
+
+    # -- evaluating -------------------------------------------------------------------------
+    def _close_segment(self, env: dict, step: int, metrics: dict, blocked: str = "") -> None:
+        seg = self.segment
+        assert seg is not None
+        self.segment = None
+        value = metrics.get(self.recipe.objective.primary)
+        post = Point(self._effective(step), value) if value is not None and math.isfinite(value) else None
+        penalty = instability_penalty(
+            seg.pre_metrics, metrics, self.recipe.objective.backup_metrics,
+            self.recipe.acceptance.instability_weight, seg.start_point.value,
+        )
+        verdict = self.evaluator.judge(seg.start_point, post, penalty=penalty, blocked=blocked)
+        record = {
+            "segment": seg.id, "mutation_id": seg.mutation_id, "family": seg.family.name if seg.family else None,
+            "value": seg.proposal.value if seg.proposal else None, "phase": seg.phase,
+            "start_step": seg.start_step, "end_step": step,
+            "pre": seg.pre_metrics, "post": metrics, "baseline": self.recipe.acceptance.baseline,
+            **verdict.to_dict(),
+        }
+        if seg.control:
+            if post is not None:
+                self.evaluator.observe_control(seg.start_point, post)
+                self.evaluator.observe(post.step, post.value)
+            self.storage.append_segment({**record, "decision": "control"})
+            return
+        family = seg.family
+        stats = self._stats(family.name)
+        stats.cooldown_until = self.decisions + family.spec.cooldown + (0 if verdict.accepted else 1)
+        self.search.tell(seg.proposal, verdict.score if post is not None and not blocked else None)
+        if verdict.accepted:
+            self._accept(seg, verdict, post, stats)
+            decision = "accept"
+        else:
+            decision = "reject"
+            rollback = self._reject(seg, env, stats, post)
+            record["rollback"] = rollback
+        if seg.state_snapshot is not None:
+            seg.state_snapshot.discard()
+        self.storage.append_segment({**record, "decision": decision})
+
+    def _accept(self, seg: Segment, verdict: Verdict, post: Point, stats: FamilyStats) -> None:
+        self.counts["accepted"] += 1
+        stats.accepted += 1
+        stats.accepted_values.append({"value": seg.proposal.value, "score": verdict.score, "phase": seg.phase})
+        self.reject_streak = 0
+        actuator = self.mutable_state.get(seg.family.actuator)
+        if hasattr(actuator, "mark_verified"):
+            actuator.mark_verified()
+        self.evaluator.observe(post.step, post.value)
+        self._log_mutation({"id": seg.mutation_id, "family": seg.family.name, "value": seg.proposal.value,
+                            "trial": seg.proposal.trial, "step": post.step + self.rewound_steps}, "accepted",
+                           score=verdict.score)
+
+    def _reject(self, seg: Segment, env: dict, stats: FamilyStats, post: Optional[Point]) -> str:
+        self.counts["rejected"] += 1
+        stats.rejected += 1
+        self.reject_streak += 1
+        self.global_cooldown_until = self.decisions + 1 + self.recipe.safety.global_cooldown
+        rollback = "none"
+        if self.recipe.acceptance.rollback_on_reject:
+            rollback = self._rollback(seg, env)
+        if rollback != "state" and post is not None:
+            self.evaluator.observe(post.step, post.value, continuous=False)
+        if self.reject_streak >= self.recipe.safety.max_global_reject_streak:
+            self.paused_reason = f"{self.reject_streak} consecutive rejects (safety.max_global_reject_streak)"
+            log.warning("hotcb tune: paused after %s; `hotcb --dir RUN tune enable` resumes", self.paused_reason)
+        self._log_mutation({"id": seg.mutation_id, "family": seg.family.name, "value": seg.proposal.value,
+                            "trial": seg.proposal.trial, "step": self._step(env)}, "rejected", rollback=rollback)
+        return rollback
+
+    def _rollback(self, seg: Segment, env: dict) -> str:
+        actuator = self.mutable_state.get(seg.family.actuator)
+        try:
+            if seg.state_snapshot is not None:
+                training_state.restore(seg.state_snapshot, env)
+                if hasattr(actuator, "_applied"):
+                    actuator._applied = None
+                self.rewound_steps += self._step(env) - seg.start_step
+                return "state"
+            result = actuator.restore(seg.params_snapshot, env)
+            if not result.ok:
+                raise RuntimeError(result.detail)
+            return "params"
+        except Exception as exc:  # noqa: BLE001 - a failed rollback is logged, training continues
+            self.errors.append(f"rollback of {seg.mutation_id} failed: {exc}")
+            log.warning("hotcb tune: rollback of %s failed: %s", seg.mutation_id, exc)
+            return f"failed: {exc}"
+
+    # -- replay -----------------------------------------------------------------------------
+    def _replay(self, env: dict) -> None:
+        if self._replay_queue is None:
+            if not self.replay_from:
+                self._replay_queue = []
+                log.warning("hotcb tune: replay mode needs a run to replay from (tune enable --mode replay --from RUN)")
+                return
+            self._replay_queue = [r for r in read_mutations(self.replay_from) if r.get("status") == "applied"]
+            accepted = {r["id"] for r in read_mutations(self.replay_from) if r.get("status") == "accepted"}
+            self._replay_queue = [r for r in self._replay_queue if r["id"] in accepted]
+        step = self._step(env)
+        while self._replay_queue and int(self._replay_queue[0].get("step", 0)) <= step:
+            src = self._replay_queue.pop(0)
+            actuator = self.mutable_state.get(src.get("actuator", ""))
+            record = {"id": f"r-{src['id']}", "step": step, "family": src.get("family"), "actuator": src.get("actuator"),
+                      "patch": src.get("patch"), "value": src.get("value"), "replayed_from": src["id"]}
+            if actuator is None:
+                self._log_mutation(record, "failed", reason=f"actuator {src.get('actuator')!r} is not registered")
+                continue
+            result = actuator.apply(src.get("patch") or {}, env)
+            self._log_mutation(record, "replayed" if result.ok else "failed", reason=result.detail)
+
+    # -- commands ---------------------------------------------------------------------------
+    def handle(self, op: str, args: dict) -> str:
+        """Apply a live ``tune`` command; raises CommandRejected with the reason."""
+        if op == "enable":
+            try:
+                mode = TuneMode.parse(args.get("mode", "active"))
+            except ValueError as exc:
+                raise CommandRejected(str(exc)) from None
+            if mode is TuneMode.REPLAY:
+                source = args.get("from")
+                if not source:
+                    raise CommandRejected("replay mode needs --from RUN_DIR")
+                self.replay_from, self._replay_queue = str(source), None
+            resumed = bool(self.paused_reason)
+            self.paused_reason, self.reject_streak = "", 0
+            self.mode = mode
+            self.write_summary()
+            return f"mode={mode.value}" + (" (resumed from pause)" if resumed else "")
+        if op == "disable":
+            cancelled = self._cancel_segment("tuning disabled") if self.segment is not None else ""
+            self.mode = TuneMode.OFF
+            self.write_summary()
+            return "mode=off" + (f"; {cancelled}" if cancelled else "")
+        if op == "set":
+            return self._set(args)
+        raise CommandRejected(f"unknown tune command {op!r}; accepted: enable, disable, set")
+
+    def _set(self, args: dict) -> str:
+        if not args:
+            raise CommandRejected("tune set needs at least one KEY=VALUE")
+        data = self.recipe.to_dict()
+        for key, value in args.items():
+            if "_target_" in key or _mentions_target(value):
+                raise CommandRejected(f"{key}: live commands cannot set a _target_")
+            data = set_dotted(data, key, value)
+        from hotcb.config_errors import ConfigError
+
+        try:
+            recipe = TuneRecipe.from_dict(data)
+        except ConfigError as exc:
+            raise CommandRejected("; ".join(exc.problems)) from None
+        self.recipe = recipe
+        self.evaluator.acceptance, self.evaluator.objective = recipe.acceptance, recipe.objective
+        self.storage.write_recipe(recipe.to_dict())
+        self.write_summary()
+        return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+    def _cancel_segment(self, why: str) -> str:
+        seg = self.segment
+        self.segment = None
+        self.counts["cancelled"] += 1
+        if seg.proposal is not None:
+            self.search.tell(seg.proposal, None)
+            self._log_mutation({"id": seg.mutation_id, "family": seg.family.name, "value": seg.proposal.value,
+                                "trial": seg.proposal.trial}, "cancelled", reason=why)
+        if seg.state_snapshot is not None:
+            seg.state_snapshot.discard()
+        return f"segment {seg.id} cancelled"
+
+    # -- status, persistence --------------------------------------------------------------
+    def summary(self) -> dict:
+        evaluated = self.counts["accepted"] + self.counts["rejected"]
+        return {
+            "mode": self.mode.value,
+            "paused": bool(self.paused_reason),
+            "pause_reason": self.paused_reason,
+            "waiting_for": self.why_not_propose() if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST) else "",
+            "decisions": self.decisions,
+            **self.counts,
+            "accept_rate": self.counts["accepted"] / evaluated if evaluated else None,
+            "reject_streak": self.reject_streak,
+            "active_segment": self.segment.id if self.segment else None,
+            "families": {name: s.to_dict() for name, s in self.family_stats.items()},
+            "actuators": {name: _describe(a) for name, a in self.mutable_state.items()},
+            "last_metrics": self.last_metrics,
+            "errors": self.errors[-10:],
+            "search": getattr(self._search, "backend", None),
+            "updated": time.time(),
+        }
+
+    def write_summary(self) -> None:
+        try:
+            self.storage.write_summary(self.summary())
+        except OSError as exc:
+            log.warning("hotcb tune: could not write summary: %s", exc)
+
+    def close(self, env: dict | None = None) -> None:
+        if self.segment is not None:
+            self._cancel_segment("run ended before the segment's horizon")
+        if self._search is not None:
+            self._search.close()
+        self.write_summary()
+
+    def state_dict(self) -> dict:
+        seg = self.segment
+        return {
+            "mode": self.mode.value,
+            "recipe": self.recipe.to_dict(),
+            "paused_reason": self.paused_reason,
+            "reject_streak": self.reject_streak,
+            "decisions": self.decisions,
+            "global_cooldown_until": self.global_cooldown_until,
+            "rewound_steps": self.rewound_steps,
+            "counts": dict(self.counts),
+            "family_stats": {k: vars(v) | {} for k, v in self.family_stats.items()},
+            "trajectory": [(p.step, p.value) for p in self.evaluator.trajectory],
+            "control_rates": list(self.evaluator.control_rates),
+            "last_was_mutation": self._last_was_mutation,
+            "open_segment": None if seg is None or seg.control else {
+                "id": seg.id, "mutation_id": seg.mutation_id, "family": seg.family.name,
+                "actuator": seg.family.actuator, "params_snapshot": seg.params_snapshot,
+                "value": seg.proposal.value, "trial": seg.proposal.trial, "study": seg.proposal.study,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mode = TuneMode.parse(state["mode"])
+        self.recipe = TuneRecipe.from_dict(state["recipe"])
+        self.evaluator = SegmentEvaluator(self.recipe.acceptance, self.recipe.objective)
+        self.paused_reason = state["paused_reason"]
+        self.reject_streak = state["reject_streak"]
+        self.decisions = state["decisions"]
+        self.global_cooldown_until = state["global_cooldown_until"]
+        self.rewound_steps = state["rewound_steps"]
+        self.counts.update(state["counts"])
+        self.family_stats = {k: FamilyStats(**v) for k, v in state["family_stats"].items()}
+        self.evaluator.trajectory = [Point(s, v) for s, v in state["trajectory"]]
+        self.evaluator.control_rates = list(state["control_rates"])
+        self._last_was_mutation = state["last_was_mutation"]
+        self.segment = None
+        self._pending_cancel = state.get("open_segment")
+        self.storage.write_recipe(self.recipe.to_dict())
+
+    def _cancel_restored_segment(self, env: dict) -> None:
+        """A segment open at checkpoint time cannot be judged after a restart: undo its change."""
+        info, self._pending_cancel = self._pending_cancel, None
+        actuator = self.mutable_state.get(info["actuator"])
+        restored = actuator is not None and actuator.restore(info["params_snapshot"], env).ok
+        self.counts["cancelled"] += 1
+        self._log_mutation({"id": info["mutation_id"], "family": info["family"], "value": info["value"],
+                            "trial": info["trial"]}, "cancelled",
+                           reason="run resumed mid-segment; the trial was closed as FAIL",
+                           rollback="params" if restored else "failed")
+
+
+def _mentions_target(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(k == "_target_" or _mentions_target(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_mentions_target(v) for v in value)
+    return False
+
+
+def _describe(actuator: Any) -> dict:
+    out: dict[str, Any] = {"state": getattr(getattr(actuator, "state", None), "value", None)}
+    current = getattr(actuator, "current", None)
+    if callable(current):
+        try:
+            out["value"] = current({})
+        except Exception:  # noqa: BLE001
+            pass
+    return out
