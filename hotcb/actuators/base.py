@@ -117,6 +117,7 @@ class HotcbActuator:
     # so a schedule that moved the knob since then keeps its progress.
     _applied: list[Any] | None = field(default=None, repr=False)
     relative_restore: bool = False
+    _ever_verified: bool = field(default=False, repr=False)
 
     # -- subclass hooks -------------------------------------------------------------------
     def read(self, env: dict) -> list[Any]:
@@ -211,13 +212,20 @@ class HotcbActuator:
         except Exception as exc:  # noqa: BLE001
             self._fault()
             return ApplyResult(False, f"{type(exc).__name__}: {exc}", before=before)
-        self._applied = None
+        self.reverted()
         return ApplyResult(True, before=before, after=targets)
+
+    def reverted(self) -> None:
+        """The last change was undone (by ``restore`` or a training-state rollback)."""
+        self._applied = None
+        if self.state is ActuatorState.UNVERIFIED:
+            self.state = ActuatorState.VERIFIED if self._ever_verified else ActuatorState.UNTOUCHED
 
     def mark_verified(self) -> None:
         """The change lived through an evaluated segment without a fault."""
         if self.state is ActuatorState.UNVERIFIED:
             self.state = ActuatorState.VERIFIED
+            self._ever_verified = True
 
     def _fault(self) -> None:
         self.failures += 1

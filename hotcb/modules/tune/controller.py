@@ -432,8 +432,8 @@ class HotTuneController:
         try:
             if seg.state_snapshot is not None:
                 training_state.restore(seg.state_snapshot, env)
-                if hasattr(actuator, "_applied"):
-                    actuator._applied = None
+                if hasattr(actuator, "reverted"):
+                    actuator.reverted()
                 self.rewound_steps += self._step(env) - seg.start_step
                 return "state"
             result = actuator.restore(seg.params_snapshot, env)

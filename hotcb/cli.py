@@ -1,0 +1,212 @@
+"""The ``hotcb`` console script: steer a running job from another terminal.
+
+Commands are only appended to the run's command log; the training process applies them at its
+next safe point and records each outcome in ``hotcb.applied.jsonl``. ``--wait`` waits for that
+outcome. Reading commands (``tune status``, ``export-recipe``) only read run files. Nothing
+here imports torch, lightning or optuna.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hotcb.channel import Command, send
+from hotcb.ledger import iter_jsonl
+
+APPLIED_FILE = "hotcb.applied.jsonl"  # kept in step with hotcb.kernel.APPLIED_FILE (tests check)
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def parse_value(text: str) -> Any:
+    """JSON first (so ``1e-4`` is a number), then YAML (``[0.5, 2]``, ``true``), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def _run_dir(args: argparse.Namespace, must_exist: bool = True) -> Path:
+    if not args.dir:
+        raise CLIError("--dir RUN_DIR is required for this command")
+    path = Path(args.dir)
+    if must_exist and not path.is_dir():
+        raise CLIError(f"no run directory at {path}")
+    return path
+
+
+def _send(args: argparse.Namespace, module: str, op: str, payload: dict) -> int:
+    run_dir = _run_dir(args)
+    command = send(run_dir, Command(module=module, op=op, args=payload))
+    print(f"sent {module} {op} {json.dumps(payload) if payload else ''}".rstrip() + f" (id {command.id})")
+    if not args.wait:
+        return 0
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        for record in iter_jsonl(run_dir / APPLIED_FILE):
+            if record.get("id") == command.id:
+                status = record.get("status")
+                detail = record.get("detail") or record.get("reason") or ""
+                print(f"{status} at step {record.get('step')}: {detail}")
+                return 0 if status == "applied" else 1
+        time.sleep(0.1)
+    print(f"no outcome within {args.wait:g}s (is the job running?)", file=sys.stderr)
+    return 3
+
+
+# -- tune ---------------------------------------------------------------------------------------
+def cmd_tune_enable(args: argparse.Namespace) -> int:
+    payload: dict[str, Any] = {"mode": args.mode}
+    if args.source:
+        payload["from"] = str(Path(args.source).resolve())
+    return _send(args, "tune", "enable", payload)
+
+
+def cmd_tune_disable(args: argparse.Namespace) -> int:
+    return _send(args, "tune", "disable", {})
+
+
+def cmd_tune_set(args: argparse.Namespace) -> int:
+    return _send(args, "tune", "set", parse_assignments(args.assignments))
+
+
+def cmd_tune_status(args: argparse.Namespace) -> int:
+    from hotcb.modules.tune.storage import read_summary
+
+    run_dir = _run_dir(args)
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise CLIError(f"{run_dir} has no tune summary yet (tuning never enabled, or the job has not reached a safe point)")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"run: {run_dir}")
+    state = summary["mode"] + (f", PAUSED: {summary['pause_reason']}" if summary.get("paused") else "")
+    print(f"mode: {state}")
+    if summary.get("waiting_for"):
+        print(f"waiting: {summary['waiting_for']}")
+    rate = summary.get("accept_rate")
+    print(
+        f"decisions: {summary['decisions']}  proposed: {summary['proposed']}  applied: {summary['applied']}  "
+        f"accepted: {summary['accepted']}  rejected: {summary['rejected']}  failed: {summary['failed']}  "
+        f"accept rate: {'-' if rate is None else f'{rate:.0%}'}"
+    )
+    for name, fam in (summary.get("families") or {}).items():
+        win = fam.get("win_rate")
+        print(f"  {name}: tried {fam['tried']}, accepted {fam['accepted']}, win rate {'-' if win is None else f'{win:.0%}'}")
+    for name, act in (summary.get("actuators") or {}).items():
+        print(f"  {name} = {act.get('value')} [{act.get('state')}]")
+    if summary.get("last_metrics"):
+        print("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_metrics"].items()))
+    for err in summary.get("errors") or []:
+        print(f"error: {err}")
+    return 0
+
+
+def cmd_tune_export_recipe(args: argparse.Namespace) -> int:
+    from hotcb.modules.tune.recipe import load_recipe
+    from hotcb.modules.tune.storage import RECIPE_FILE, dump_recipe_yaml
+
+    run_dir = _run_dir(args)
+    source = run_dir / RECIPE_FILE
+    if not source.exists():
+        raise CLIError(f"{run_dir} has no {RECIPE_FILE}")
+    recipe = load_recipe(source).to_dict()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".json":
+        out.write_text(json.dumps(recipe, indent=2) + "\n")
+    else:
+        header = f"# @package hotcb.recipe\n# Exported from {run_dir.resolve()} by `hotcb tune export-recipe`.\n"
+        out.write_text(dump_recipe_yaml(recipe, header))
+    print(f"wrote {out}")
+    return 0
+
+
+# -- other modules ------------------------------------------------------------------------------
+def cmd_freeze(args: argparse.Namespace) -> int:
+    return _send(args, "freeze", "set", {"mode": args.mode})
+
+
+def cmd_module_set(args: argparse.Namespace) -> int:
+    return _send(args, args.module, args.op, parse_assignments(args.assignments))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotcb", description="Steer a running hotcb job and read its record.")
+    parser.add_argument("--dir", help="the run directory (printed by the job at start)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="after sending, wait this long for the job's outcome and print it")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tune = sub.add_parser("tune", help="online hyperparameter tuning").add_subparsers(dest="tune_command", required=True)
+    p = tune.add_parser("enable", help="enable tuning (default mode: active); also resumes after a pause")
+    p.add_argument("--mode", default="active", choices=["active", "observe", "suggest", "replay"])
+    p.add_argument("--from", dest="source", help="with --mode replay: the run whose accepted mutations to replay")
+    p.set_defaults(func=cmd_tune_enable)
+    tune.add_parser("disable", help="stop tuning (the current values stay)").set_defaults(func=cmd_tune_disable)
+    p = tune.add_parser("status", help="show tune status and summary")
+    p.add_argument("--json", action="store_true", help="print the raw summary")
+    p.set_defaults(func=cmd_tune_status)
+    p = tune.add_parser("set", help="change recipe fields, e.g. acceptance.epsilon=0.002")
+    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_tune_set)
+    p = tune.add_parser("export-recipe", help="write the run's current recipe (YAML, or JSON by extension)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tune_export_recipe)
+
+    p = sub.add_parser("freeze", help="prod: ignore every external command; off: accept them again")
+    p.add_argument("--mode", required=True, choices=["off", "prod", "replay"])
+    p.set_defaults(func=cmd_freeze)
+
+    for module, what in (("opt", "optimizer hyperparameters, e.g. lr=1e-3"), ("loss", "loss weights, e.g. aux=0.5")):
+        mod = sub.add_parser(module, help=f"set or scale {what}").add_subparsers(dest="op", required=True)
+        for op in ("set", "scale"):
+            p = mod.add_parser(op, help=f"{op} {what}")
+            p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+            p.set_defaults(func=cmd_module_set, module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"hotcb: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - config errors and the like: one readable line
+        from hotcb.config_errors import ConfigError
+
+        if isinstance(exc, ConfigError):
+            print(f"hotcb: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
