@@ -121,8 +121,6 @@ class HotKernel:
         if self._tune is not None and "tune" not in self.disabled and self._tune.mode.value != "off":
             for event in events:
                 self._guard("tune", self._tune.on_event, event, env)
-        elif decision and self._tune is not None and "tune" not in self.disabled:
-            self._guard("tune", self._tune.write_summary)
 
     def _guard(self, module: str, fn, *args) -> None:
         try:

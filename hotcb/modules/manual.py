@@ -23,7 +23,7 @@ def handle_manual(state: MutableState, module: str, op: str, args: dict, env: di
         patch = {"mult" if op == "scale" else "value": value}
         check = actuator.validate(patch, env)
         if not check:
-            raise ValueError(f"{name}: {check.reason}")
+            raise ValueError(check.reason)
         plan.append((actuator, patch))
     done = []
     for actuator, patch in plan:

@@ -1,0 +1,199 @@
+"""HotKernel: command routing, the applied ledger, freeze, contained faults, custom actuators."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+
+from hotcb import HotKernel
+from hotcb.actuators import ApplyResult, ValidationResult, mutable_state, optimizer_actuators
+from hotcb.channel import COMMANDS_FILE, Command, send
+from hotcb.kernel import APPLIED_FILE
+from hotcb.ledger import read_jsonl
+
+
+def _kernel(tmp_path, **kw):
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01)
+    kernel = HotKernel(run_dir=tmp_path, mutable_state=mutable_state(optimizer_actuators(opt)), **kw)
+    return kernel, opt
+
+
+def _ledger(tmp_path):
+    return read_jsonl(tmp_path / APPLIED_FILE)
+
+
+def test_tune_commands_are_applied_and_recorded(tmp_path):
+    kernel, _ = _kernel(tmp_path)
+    send(tmp_path, Command("tune", "enable", {"mode": "observe"}))
+    kernel.apply({"step": 3}, ["train_batch_end"])
+    assert kernel.tune.mode.value == "observe"
+    send(tmp_path, Command("tune", "set", {"acceptance.epsilon": 0.002}))
+    send(tmp_path, Command("tune", "disable"))
+    kernel.apply({"step": 4}, ["train_batch_end"])
+    assert kernel.tune.recipe.acceptance.epsilon == 0.002
+    assert kernel.tune.mode.value == "off"
+    records = _ledger(tmp_path)
+    assert [(r["op"], r["status"], r["step"]) for r in records] == [
+        ("enable", "applied", 3), ("set", "applied", 4), ("disable", "applied", 4)]
+
+
+@pytest.mark.parametrize(
+    "command, reason",
+    [
+        (Command("tune", "set", {"acceptance.epsilon": "abc"}),
+         "recipe.acceptance.epsilon: Input should be a valid number (got 'abc')"),
+        (Command("tune", "set", {"acceptance.nope": 1}), "recipe.acceptance.nope: unknown field (got 1)"),
+        (Command("tune", "set", {"search.sampler": {"_target_": "os.system"}}),
+         "search.sampler: live commands cannot set a _target_"),
+        (Command("tune", "enable", {"mode": "turbo"}),
+         "tune mode 'turbo' is not one of: off, observe, suggest, active, replay"),
+        (Command("tune", "explode"), "unknown tune command 'explode'; accepted: enable, disable, set"),
+        (Command("warp", "set"), "unknown module 'warp'; accepted: tune, opt, loss, freeze"),
+        (Command("opt", "set", {"lr": -1.0}), "opt.lr: -1.0 is below the hard limit > 0.0"),
+        (Command("opt", "set", {"momentum": 0.9}),
+         "opt.momentum: no such actuator; registered: opt.lr, opt.weight_decay"),
+    ],
+)
+def test_bad_live_commands_are_rejected_with_reason(tmp_path, command, reason):
+    kernel, opt = _kernel(tmp_path)
+    send(tmp_path, command)
+    kernel.apply({"step": 7}, ["train_batch_end"])
+    (record,) = _ledger(tmp_path)
+    assert record["status"] == "rejected" and record["step"] == 7
+    assert record["reason"] == reason
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_malformed_command_line_is_recorded(tmp_path):
+    kernel, _ = _kernel(tmp_path)
+    (tmp_path / COMMANDS_FILE).write_text("{broken\n")
+    kernel.apply({"step": 1})
+    (record,) = _ledger(tmp_path)
+    assert record["status"] == "rejected" and record["reason"].startswith("not valid JSON")
+
+
+def test_manual_opt_set_is_plain_float(tmp_path):
+    kernel, opt = _kernel(tmp_path)
+    send(tmp_path, Command("opt", "set", {"lr": 1e-3}))
+    send(tmp_path, Command("opt", "scale", {"weight_decay": 0.5}))
+    kernel.apply({"step": 1})
+    assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] == 1e-3
+    assert opt.param_groups[0]["weight_decay"] == pytest.approx(0.005)
+
+
+def test_freeze_prod_ignores_everything_but_freeze(tmp_path):
+    kernel, opt = _kernel(tmp_path)
+    send(tmp_path, Command("freeze", "set", {"mode": "prod"}))
+    send(tmp_path, Command("tune", "enable"))
+    send(tmp_path, Command("opt", "set", {"lr": 0.5}))
+    send(tmp_path, Command("freeze", "set", {"mode": "off"}))
+    send(tmp_path, Command("opt", "set", {"lr": 0.25}))
+    kernel.apply({"step": 2})
+    statuses = [(r["module"], r["status"]) for r in _ledger(tmp_path)]
+    assert statuses == [("freeze", "applied"), ("tune", "ignored"), ("opt", "ignored"), ("freeze", "applied"), ("opt", "applied")]
+    assert opt.param_groups[0]["lr"] == 0.25
+
+
+class _Knob:
+    """The seed's custom actuator protocol, implemented from scratch."""
+
+    name = "my_knob"
+
+    def __init__(self):
+        self.value = 1.0
+
+    def snapshot(self, env):
+        return {"value": self.value}
+
+    def validate(self, patch, env):
+        ok = isinstance(patch.get("value"), (int, float)) and 0 < patch["value"] < 10
+        return ValidationResult(ok, "" if ok else "value must be in (0, 10)")
+
+    def apply(self, patch, env):
+        before, self.value = self.value, float(patch["value"])
+        return ApplyResult(True, before=before, after=self.value)
+
+    def restore(self, snapshot, env):
+        self.value = snapshot["value"]
+        return ApplyResult(True)
+
+    def describe_space(self):
+        return {"value": [0, 10]}
+
+
+class _Broken(_Knob):
+    def apply(self, patch, env):
+        raise RuntimeError("knob jammed")
+
+
+def _synthetic_run(kernel, epochs=12, steps_per_epoch=5):
+    """Decision points with a metric that falls steadily."""
+    step = 0
+    for epoch in range(epochs):
+        for _ in range(steps_per_epoch):
+            step += 1
+            kernel.apply({"step": step, "loss": 1.0}, ["train_batch_end"])
+        value = 1.0 / (1 + epoch)
+        kernel.apply({"step": step, "epoch": epoch, "max_steps": epochs * steps_per_epoch,
+                      "metric": lambda name, default=None, v=value: v if name == "val/loss" else default},
+                     ["val_epoch_end"])
+    kernel.close({"step": step})
+
+
+CUSTOM_RECIPE = {
+    "actuators": {"my_knob": {"mutations": {"value": {"mode": "set", "bounds": [0.5, 5.0], "actuator": "my_knob"}}}},
+    "acceptance": {"baseline": "pre", "rollback": "params"},
+    "search": {"algorithm": "random", "seed": 0, "storage": "memory"},
+}
+
+
+def test_custom_actuator_is_tuned(tmp_path):
+    kernel = HotKernel(run_dir=tmp_path, recipe=CUSTOM_RECIPE, tune_mode="active")
+    knob = _Knob()
+    kernel.register_actuator("my_knob", knob)
+    _synthetic_run(kernel)
+    summary = kernel.status()["tune"]
+    assert summary["applied"] >= 5 and summary["accepted"] >= 1
+    assert 0.5 <= knob.value <= 5.0
+
+
+def test_faulty_actuator_is_contained(tmp_path, caplog):
+    kernel = HotKernel(run_dir=tmp_path, recipe=CUSTOM_RECIPE, tune_mode="active")
+    kernel.register_actuator("my_knob", _Broken())
+    _synthetic_run(kernel)  # must not raise
+    assert "tune" in kernel.disabled and "knob jammed" in kernel.disabled["tune"]
+    errors = [r for r in _ledger(tmp_path) if r["status"] == "error"]
+    assert errors and errors[0]["module"] == "tune"
+    assert kernel.status()["tune"]["errors"]
+
+
+def test_no_metric_accessor_means_no_mutation(tmp_path, caplog):
+    kernel = HotKernel(run_dir=tmp_path, recipe=CUSTOM_RECIPE, tune_mode="active")
+    kernel.register_actuator("my_knob", _Knob())
+    for step in range(1, 6):
+        kernel.apply({"step": step}, ["val_epoch_end"])
+    assert kernel.status()["tune"]["applied"] == 0
+    assert "objective metric 'val/loss' is missing" in caplog.text
+
+
+def test_without_optuna_falls_back_to_random_with_hint(tmp_path, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
+    recipe = dict(CUSTOM_RECIPE, search={"algorithm": "tpe", "seed": 0})
+    kernel = HotKernel(run_dir=tmp_path, recipe=recipe, tune_mode="active")
+    kernel.register_actuator("my_knob", _Knob())
+    _synthetic_run(kernel, epochs=6)
+    assert kernel.status()["tune"]["search"] == "random"
+    assert kernel.status()["tune"]["applied"] >= 2
+    assert 'pip install "hotcb[tune]"' in caplog.text
+
+
+def test_apply_is_a_noop_after_close(tmp_path):
+    kernel, _ = _kernel(tmp_path)
+    kernel.close({"step": 1})
+    send(tmp_path, Command("tune", "enable"))
+    kernel.apply({"step": 2})
+    assert _ledger(tmp_path) == []
