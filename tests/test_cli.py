@@ -1,0 +1,66 @@
+"""The `hotcb` console script on run directories (no job running)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import hotcb_cli
+from hotcb.channel import COMMANDS_FILE
+from hotcb.cli import parse_assignments
+from hotcb.kernel import APPLIED_FILE
+from hotcb.ledger import read_jsonl
+from hotcb.modules.tune.schemas import TuneRecipe
+
+
+def test_values_parse_as_numbers_not_strings():
+    assert parse_assignments(["lr=1e-4", "b=[0.9, 0.99]", "on=true", "name=val/loss"]) == {
+        "lr": 1e-4, "b": [0.9, 0.99], "on": True, "name": "val/loss"}
+
+
+def test_send_appends_a_command(tmp_path):
+    proc = hotcb_cli("--dir", str(tmp_path), "tune", "enable", "--mode", "observe")
+    assert proc.returncode == 0, proc.stderr
+    (record,) = read_jsonl(tmp_path / COMMANDS_FILE)
+    assert (record["module"], record["op"], record["args"]) == ("tune", "enable", {"mode": "observe"})
+
+
+def test_wait_without_a_job_times_out_with_a_hint(tmp_path):
+    proc = hotcb_cli("--dir", str(tmp_path), "--wait", "0.5", "tune", "disable")
+    assert proc.returncode == 3
+    assert "no outcome within 0.5s (is the job running?)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dir", "/nonexistent/run", "tune", "status"], "hotcb: error: no run directory at /nonexistent/run"),
+        (["tune", "status"], "hotcb: error: --dir RUN_DIR is required for this command"),
+        (["--dir", ".", "tune", "set", "epsilon"], "hotcb: error: expected KEY=VALUE, got 'epsilon'"),
+    ],
+)
+def test_user_errors_are_one_line(args, message):
+    proc = hotcb_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == message
+
+
+def test_status_and_export_from_a_finished_run(tmp_path, seed_recipe_text):
+    from hotcb import HotKernel
+
+    kernel = HotKernel(run_dir=tmp_path, recipe=yaml.safe_load(seed_recipe_text), tune_mode="observe")
+    for step in (10, 20, 30):
+        kernel.apply({"step": step, "metric": lambda n, d=None, s=step: 1.0 / s if n == "val/loss" else d}, ["val_epoch_end"])
+    kernel.close()
+    status = hotcb_cli("--dir", str(tmp_path), "tune", "status")
+    assert status.returncode == 0
+    assert "mode: observe" in status.stdout and "decisions: 3" in status.stdout
+    raw = json.loads(hotcb_cli("--dir", str(tmp_path), "tune", "status", "--json").stdout)
+    assert raw["decisions"] == 3
+
+    out = tmp_path / "exported.json"
+    assert hotcb_cli("--dir", str(tmp_path), "tune", "export-recipe", "--out", str(out)).returncode == 0
+    assert TuneRecipe.from_dict(json.loads(out.read_text())) == kernel.recipe
+    assert not (tmp_path / APPLIED_FILE).exists()
