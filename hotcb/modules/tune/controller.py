@@ -73,6 +73,7 @@ class FamilyStats:
     last_decision: int = -(10**9)
     cooldown_until: int = 0
     accepted_values: list = field(default_factory=list)  # [{value, score}]
+    origin: Optional[list] = None  # the knob's values when the tuner first touched it
 
     def to_dict(self) -> dict:
         evaluated = self.accepted + self.rejected
@@ -112,6 +113,7 @@ class HotTuneController:
         self.global_cooldown_until = 0
         self.rewound_steps = 0
         self.blocked_reason = ""
+        self._interval_blocker = ""  # a blocker seen since the last decision point
         self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0, "cancelled": 0}
         self.family_stats: dict[str, FamilyStats] = {}
         self.grad_norms: list[float] = []
@@ -120,7 +122,7 @@ class HotTuneController:
         self.replay_from = replay_from
         self._replay_queue: Optional[list[dict]] = None
         self._pending_cancel: Optional[dict] = None
-        self._warned_missing: set[str] = set()
+        self._warned: set[str] = set()
         self._warned_state = False
         self.storage.write_recipe(recipe.to_dict())
 
@@ -168,31 +170,39 @@ class HotTuneController:
                     pass
         return out
 
-    def _warn_missing(self, env: dict) -> None:
+    def _warn_unusable(self, env: dict, problem: str) -> None:
+        """Warn once per problem that the objective metric cannot be used, listing what exists."""
         name = self.recipe.objective.primary
-        if name in self._warned_missing:
+        if problem in self._warned:
             return
-        self._warned_missing.add(name)
-        available = env.get("metric_names")
-        names = sorted(available()) if callable(available) else []
-        log.warning("hotcb tune: objective metric %r is missing or not finite; available metrics: %s",
-                    name, ", ".join(names) or "(none reported)")
+        self._warned.add(problem)
+        available = env.get("metric_names") or getattr(env.get("metric"), "names", None)
+        try:
+            names = sorted(available()) if callable(available) else []
+        except Exception:  # noqa: BLE001
+            names = []
+        log.warning("hotcb tune: objective metric %r is %s; it never counts as a win. Available metrics: %s",
+                    name, problem, ", ".join(names) or "(none reported)")
 
     # -- events -----------------------------------------------------------------------------
     def on_event(self, event: str, env: dict) -> None:
         if self._pending_cancel is not None:
             self._cancel_restored_segment(env)
         if event == "train_batch_end":
-            if self.segment is not None and not self.segment.control:
-                self._watch(env)
-            elif self.mode is TuneMode.REPLAY:
+            self._watch(env)
+            if self.mode is TuneMode.REPLAY and self.segment is None:
                 self._replay(env)
         elif event in ("val_epoch_end", "eval_end"):
             self._decision(env)
 
     def _watch(self, env: dict) -> None:
+        """Blockers: a segment they hit is rejected (and rolled back) at once; outside a
+        segment they hold off the next proposal."""
         blocker = self._blocker(env)
-        if blocker:
+        if not blocker:
+            return
+        self._interval_blocker = blocker
+        if self.segment is not None and not self.segment.control:
             self._close_segment(env, self._step(env), {}, blocked=blocker)
 
     def _blocker(self, env: dict) -> str:
@@ -218,7 +228,7 @@ class HotTuneController:
                 if len(history) >= 5 and norm > safety.grad_spike_factor * statistics.median(history):
                     return f"grad-norm spike {norm:.4g} > {safety.grad_spike_factor} x median {statistics.median(history):.4g}"
                 history.append(norm)
-                del history[:-50]
+                del history[: -safety.grad_spike_window]
         return ""
 
     def _decision(self, env: dict) -> None:
@@ -228,9 +238,8 @@ class HotTuneController:
         self.last_metrics = dict(metrics, step=step)
         value = metrics.get(self.recipe.objective.primary)
         if value is None or not math.isfinite(value):
-            self._warn_missing(env)
-        if self.blocked_reason and value is not None and math.isfinite(value):
-            self.blocked_reason = ""
+            self._warn_unusable(env, "missing" if value is None else f"not finite ({value})")
+        self.blocked_reason, self._interval_blocker = self._interval_blocker, ""
         if value is not None and not math.isfinite(value) and self.recipe.safety.block_on_nan:
             self.blocked_reason = f"non-finite {self.recipe.objective.primary}"
 
@@ -271,6 +280,8 @@ class HotTuneController:
                 continue
             if self.decisions < self._stats(family.name).cooldown_until:
                 continue
+            if family.spec.risk == "medium" and self.reject_streak:
+                continue  # medium-risk knobs move only after a clean (accepted) decision
             out.append(family)
         return sorted(out, key=lambda f: self._stats(f.name).last_decision)
 
@@ -302,7 +313,7 @@ class HotTuneController:
             "family": family.name, "actuator": family.actuator, "patch": patch, "value": proposal.value,
             "study": proposal.study, "trial": proposal.trial, "ts": time.time(),
         }
-        problem = self._step_limit(family, proposal.value)
+        problem = self._step_limit(family, proposal.value) or self._walk_limit(family, actuator, patch, env)
         check = actuator.validate(patch, env) if not problem else None
         if problem or not check:
             self._fail(family, proposal, record, problem or check.reason)
@@ -337,6 +348,30 @@ class HotTuneController:
             return f"multiplier {value:.4g} exceeds safety.max_step_mult {limit} (either way)"
         return ""
 
+    def _walk_limit(self, family: Family, actuator: Any, patch: dict, env: dict) -> str:
+        """Keep a repeated walk inside the family's ``range`` and ``safety.max_total_mult``."""
+        targets_of = getattr(actuator, "target_values", None)
+        if targets_of is None:
+            return ""
+        try:
+            targets = [t for t in targets_of(patch, env) if isinstance(t, (int, float))]
+        except (TypeError, ValueError):
+            return ""  # validate() reports it
+        stats = self._stats(family.name)
+        if stats.origin is None:
+            stats.origin = [v for v in actuator.snapshot(env).get("values", []) if isinstance(v, (int, float))]
+        if family.spec.range is not None:
+            lo, hi = family.spec.range
+            outside = [t for t in targets if not lo <= t <= hi]
+            if outside:
+                return f"value {outside[0]:.4g} would leave {family.name} range [{lo}, {hi}]"
+        limit = self.recipe.safety.max_total_mult
+        if limit is not None and family.mode == "mult":
+            for t, v0 in zip(targets, stats.origin):
+                if v0 > 0 and not v0 / limit <= t <= v0 * limit:
+                    return f"value {t:.4g} would drift more than safety.max_total_mult={limit} from {v0:.4g}"
+        return ""
+
     def _capture_state(self, env: dict):
         if self.recipe.acceptance.rollback != "state":
             return None
@@ -364,6 +399,9 @@ class HotTuneController:
         self.segment = None
         value = metrics.get(self.recipe.objective.primary)
         post = Point(self._effective(step), value) if value is not None and math.isfinite(value) else None
+        if post is not None and not blocked and step > seg.start_step and value == seg.start_point.value:
+            self._warn_unusable(env, "stale (bit-identical to its value at the segment start)")
+            post = None
         penalty = instability_penalty(
             seg.pre_metrics, metrics, self.recipe.objective.backup_metrics,
             self.recipe.acceptance.instability_weight, seg.start_point.value,

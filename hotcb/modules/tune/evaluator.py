@@ -85,10 +85,11 @@ class SegmentEvaluator:
         return [(f(b.value) - f(a.value)) / (b.step - a.step) for a, b in zip(pts, pts[1:]) if b.step > a.step]
 
     def ready(self) -> bool:
-        """Whether a baseline exists to judge a mutation against."""
-        if self.acceptance.baseline == "pre":
+        """Whether mutations may start: ``trend`` needs two unmutated intervals first;
+        ``control`` measures its drift with control segments the controller interleaves."""
+        if self.acceptance.baseline != "trend":
             return True
-        return len(self._rates()) >= (1 if self.acceptance.baseline == "control" else 2)
+        return len(self._rates()) >= 2
 
     def needs_control(self) -> bool:
         return self.acceptance.baseline == "control" and not self.control_rates
@@ -113,7 +114,7 @@ class SegmentEvaluator:
         if blocked:
             return Verdict(False, None, None, penalty, 0.0, None, f"blocked: {blocked}")
         if post is None or not math.isfinite(post.value):
-            return Verdict(False, None, None, penalty, 0.0, None, "metric missing or not finite at the horizon")
+            return Verdict(False, None, None, penalty, 0.0, None, "metric missing, not finite or stale at the horizon: never a win")
         expected, noise = self.forecast(pre, post.step)
         sign = 1.0 if self.objective.mode == "min" else -1.0
         gain = sign * (expected - post.value)

@@ -54,19 +54,23 @@ class MutationSpec(_Strict):
     enabled: bool = True
     param: Optional[str] = None
     actuator: Optional[str] = None
+    # Absolute [lower, upper] for the knob's value: a mutation that would leave it is not applied.
+    range: Optional[list[Number]] = None
 
-    @field_validator("bounds")
+    @field_validator("bounds", "range")
     @classmethod
-    def _bounds(cls, v: list[float]) -> list[float]:
+    def _bounds(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        if v is None:
+            return v
         if len(v) != 2:
-            raise ValueError(f"bounds must be [lower, upper], got {len(v)} values")
+            raise ValueError(f"must be [lower, upper], got {len(v)} values")
         lo, hi = v
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError("bounds must be finite numbers")
+            raise ValueError("must be finite numbers")
         if lo > hi:
             raise ValueError(f"lower bound {lo} > upper bound {hi}")
         if lo == hi:
-            raise ValueError(f"bounds [{lo}, {hi}] leave nothing to search")
+            raise ValueError(f"[{lo}, {hi}] leaves nothing to search")
         return [float(lo), float(hi)]
 
     @model_validator(mode="after")
@@ -134,8 +138,12 @@ class SafetySpec(_Strict):
     block_on_anomaly: bool = True
     max_global_reject_streak: int = Field(default=4, ge=1)
     grad_spike_factor: Optional[Number] = Field(default=10.0, gt=1.0)
+    grad_spike_window: int = Field(default=50, ge=5)
     global_cooldown: int = Field(default=0, ge=0)
     max_step_mult: Optional[Number] = Field(default=None, gt=1.0)
+    # A multiplicative walk stays within [v0 / max_total_mult, v0 * max_total_mult], v0 being
+    # the knob's value when the tuner first touched it (a family's ``range`` is checked too).
+    max_total_mult: Optional[Number] = Field(default=10.0, gt=1.0)
 
 
 def _default_phases() -> dict[str, Phase]:
