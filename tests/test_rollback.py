@@ -109,7 +109,7 @@ def test_params_rollback_restores_only_the_knob(tmp_path):
 def test_after_a_state_restore_the_next_mutation_starts_from_the_param_groups(tmp_path):
     """Restoring optimizer state must not leave the actuators working from stale values."""
     loop = Loop(tmp_path, recipe({"lr_mult": {"bounds": [0.5, 0.6]}}), task="regression", scheduler=True)
-    lr, wd, _ = optimizer_actuators(loop.optimizer, schedulers=[loop.scheduler])
+    lr, wd = optimizer_actuators(loop.optimizer, schedulers=[loop.scheduler])[:2]
     env = loop.env()
     snap = training_state.capture(env)
     assert lr.apply({"mult": 0.5}, env).ok and wd.apply({"value": 0.3}, env).ok

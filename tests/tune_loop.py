@@ -107,8 +107,9 @@ class Loop:
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
+        loss = loss.detach()
         self.losses.append(float(loss))
-        self.kernel.apply(self.env(loss=loss.detach(), grad_norm=norm, **env_more), events=["train_batch_end"])
+        self.kernel.apply(self.env(loss=loss, grad_norm=norm, **env_more), events=["train_batch_end"])
         return float(loss)
 
     def validate(self, value: Optional[float] = None) -> None:
