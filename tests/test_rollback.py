@@ -160,3 +160,21 @@ def test_accepted_lr_survives_a_checkpoint_round_trip(tmp_path):
         twin.step()
         twin_scheduler.step()
         assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(mult * twin.param_groups[0]["lr"], rel=1e-9)
+
+
+def test_state_rollback_restores_the_amp_grad_scaler(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
+    env = {"model": model, "optimizer": optimizer, "grad_scaler": scaler}
+    before = _clone(scaler.state_dict())
+    snap = training_state.capture(env, tmp_path)
+    for bad in (False, True, False):  # a grown scale, an inf-driven backoff, a skipped step
+        loss = model(torch.randn(4, 3)).sum() * (float("inf") if bad else 1.0)
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert scaler.state_dict() != before
+    training_state.restore(snap, env)
+    assert scaler.state_dict() == before

@@ -37,7 +37,8 @@ OBJECTIVE = Objective(primary="val/loss", mode="min")
 VARIANTS = {
     "pre": {"baseline": "pre"},
     "trend": {"baseline": "trend"},
-    "trend_w5": {"baseline": "trend", "trend_window": 5},
+    "trend_window3": {"baseline": "trend", "trend_window": 3},
+    "trend_noise_k0.5": {"baseline": "trend", "noise_k": 0.5},
     "trend_no_noise": {"baseline": "trend", "noise_k": 0.0},
 }
 
@@ -123,6 +124,7 @@ def summarize(records: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3, help="unmutated epochs before the first decision")
     parser.add_argument("--horizon", type=int, default=1, help="validation epochs per segment")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="also write the summary and every decision to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    records = [r for seed in range(args.seeds)
+    records = [r for seed in range(args.first_seed, args.first_seed + args.seeds)
                for r in run_seed(seed, args.epochs, args.warmup, args.horizon, tuple(args.mult), args.lr)]
     summary = {"settings": vars(args), **summarize(records)}
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=2))
