@@ -37,7 +37,7 @@ OBJECTIVE = Objective(primary="val/loss", mode="min")
 VARIANTS = {
     "pre": {"baseline": "pre"},
     "trend": {"baseline": "trend"},
-    "trend_window3": {"baseline": "trend", "trend_window": 3},
+    "trend_window4": {"baseline": "trend", "trend_window": 4},
     "trend_noise_k0.5": {"baseline": "trend", "noise_k": 0.5},
     "trend_no_noise": {"baseline": "trend", "noise_k": 0.0},
 }

@@ -353,13 +353,18 @@ class HotTuneController:
         targets_of = getattr(actuator, "target_values", None)
         if targets_of is None:
             return ""
+        def scalars(values: list) -> list[float]:  # one element of a tuple knob (betas) per family
+            if family.index is not None:
+                values = [v[family.index] for v in values if isinstance(v, tuple)]
+            return [float(v) for v in values if isinstance(v, (int, float))]
+
         try:
-            targets = [t for t in targets_of(patch, env) if isinstance(t, (int, float))]
-        except (TypeError, ValueError):
+            targets = scalars(targets_of(patch, env))
+        except (TypeError, ValueError, IndexError):
             return ""  # validate() reports it
         stats = self._stats(family.name)
         if stats.origin is None:
-            stats.origin = [v for v in actuator.snapshot(env).get("values", []) if isinstance(v, (int, float))]
+            stats.origin = scalars(actuator.snapshot(env).get("values", []))
         if family.spec.range is not None:
             lo, hi = family.spec.range
             outside = [t for t in targets if not lo <= t <= hi]

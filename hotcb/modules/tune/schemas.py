@@ -114,7 +114,7 @@ class AcceptanceSpec(_Strict):
     baseline: Literal["pre", "trend", "control"] = "trend"
     rollback: Literal["params", "state"] = "state"
     noise_k: Number = Field(default=1.0, ge=0.0)
-    trend_window: int = Field(default=4, ge=2)
+    trend_window: int = Field(default=3, ge=2)
     instability_weight: Number = Field(default=0.0, ge=0.0)
     snapshot_dir: Optional[str] = None
 
