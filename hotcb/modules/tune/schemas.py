@@ -143,7 +143,7 @@ class SafetySpec(_Strict):
     max_step_mult: Optional[Number] = Field(default=None, gt=1.0)
     # A multiplicative walk stays within [v0 / max_total_mult, v0 * max_total_mult], v0 being
     # the knob's value when the tuner first touched it (a family's ``range`` is checked too).
-    max_total_mult: Optional[Number] = Field(default=10.0, gt=1.0)
+    max_total_mult: Optional[Number] = Field(default=100.0, gt=1.0)
 
 
 def _default_phases() -> dict[str, Phase]:
