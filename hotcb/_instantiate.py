@@ -2,7 +2,8 @@
 
 Only targets under ``hotcb.``, ``optuna.samplers.`` and ``torch.optim.`` (plus what the
 config lists in ``hotcb.allow_targets``) are instantiated; anything else is refused with a
-message naming the target and the allowlist. Live commands can never reach this function.
+message naming the target and the allowlist. A composed config names what gets built; a live
+command can never reach this function (commands carry values, not targets).
 """
 
 from __future__ import annotations
@@ -16,15 +17,23 @@ class TargetNotAllowed(ValueError):
     pass
 
 
-def check_target(target: Any, allowed: Iterable[str] = (), where: str = "_target_") -> str:
+def target_problem(target: Any, allowed: Iterable[str] = ()) -> str:
+    """Why ``target`` may not be instantiated, or "" when it may."""
     prefixes = (*DEFAULT_ALLOWED, *allowed)
     if not isinstance(target, str) or not target:
-        raise TargetNotAllowed(f"{where}: must be a dotted import path, got {target!r}")
+        return f"must be a dotted import path (got {target!r})"
     if not any(target == p.rstrip(".") or target.startswith(p.rstrip(".") + ".") for p in prefixes):
-        raise TargetNotAllowed(
-            f"{where}: target {target!r} is not allowed; allowed prefixes: {', '.join(prefixes)} "
-            "(add yours to hotcb.allow_targets)"
+        return (
+            f"target {target!r} is not allowed; accepted: {', '.join(p.rstrip('.') + '.*' for p in prefixes)} "
+            "(add a prefix to hotcb.allow_targets)"
         )
+    return ""
+
+
+def check_target(target: Any, allowed: Iterable[str] = (), where: str = "_target_") -> str:
+    problem = target_problem(target, allowed)
+    if problem:
+        raise TargetNotAllowed(f"{where}: {problem}")
     return target
 
 

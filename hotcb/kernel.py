@@ -11,6 +11,7 @@ switched off and status says why. Training never dies because of hotcb.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import traceback
@@ -26,8 +27,10 @@ from hotcb.ledger import append_jsonl
 log = logging.getLogger(__name__)
 
 APPLIED_FILE = "hotcb.applied.jsonl"
+METRICS_FILE = "hotcb.metrics.jsonl"
 CONFIG_FILE = "hotcb.yaml"
 DECISION_EVENTS = frozenset({"val_epoch_end", "eval_end", "fit_end"})
+EVALUATION_EVENTS = frozenset({"val_epoch_end", "eval_end"})
 
 
 class HotKernel:
@@ -118,6 +121,8 @@ class HotKernel:
         if decision or self._calls % self.debounce_steps == 0:
             if self.reader.has_new():
                 self._guard("intake", self._intake, env)
+        if self.is_writer and "metrics" not in self.disabled and any(e in EVALUATION_EVENTS for e in events):
+            self._guard("metrics", self._record_metrics, env)
         if self._tune is not None and "tune" not in self.disabled and self._tune.mode.value != "off":
             for event in events:
                 self._guard("tune", self._tune.on_event, event, env)
@@ -139,6 +144,17 @@ class HotKernel:
                         self._tune.write_summary()
                     except Exception:  # noqa: BLE001
                         pass
+
+    def _record_metrics(self, env: dict) -> None:
+        """One line per evaluation in hotcb.metrics.jsonl: the trajectory that reports plot."""
+        metric = env.get("metric")
+        if metric is None:
+            return
+        snapshot = getattr(metric, "snapshot", None)
+        values = snapshot() if callable(snapshot) else {n: metric(n) for n in ("train/loss", "val/loss", "val/score")}
+        finite = {k: float(v) for k, v in values.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        append_jsonl(self.run_dir / METRICS_FILE, {"step": self.step, "epoch": env.get("epoch"), "ts": time.time(), "metrics": finite})
 
     # -- commands ---------------------------------------------------------------------------
     def _intake(self, env: dict) -> None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from hotcb.schema import HotcbConfig, validate_config
+from hotcb.config_errors import ConfigError
+from hotcb.schema import HotcbConfig, validate_hotcb
 
 log = logging.getLogger("hotcb")
 
@@ -44,16 +46,6 @@ class HotRun:
     @property
     def final_metrics(self) -> dict:
         return dict(getattr(self.adapter, "final_metrics", {}) or {})
-
-
-def resolve_hotcb(cfg: Any) -> dict:
-    """Plain data for ``cfg.hotcb``, interpolations resolved."""
-    from omegaconf import OmegaConf
-
-    node = cfg.get("hotcb") if hasattr(cfg, "get") else None
-    if node is None:
-        return {}
-    return OmegaConf.to_container(node, resolve=True)
 
 
 def build_kernel(config: HotcbConfig, run_dir: str | os.PathLike, *, is_writer: bool = True):
@@ -91,6 +83,15 @@ def _hydra_output_dir() -> Optional[str]:
         return None
 
 
+def _hydra_mode() -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().mode.name
+    except Exception:  # noqa: BLE001 - not inside a Hydra job
+        return "RUN"
+
+
 def _point_latest(run_dir: Path) -> None:
     link = run_dir.parent / "latest"
     tmp = run_dir.parent / f".latest.{os.getpid()}"
@@ -103,30 +104,54 @@ def _point_latest(run_dir: Path) -> None:
         log.debug("hotcb: could not update %s: %s", link, exc)
 
 
+def validate(cfg: Any) -> HotcbConfig:
+    """``cfg.hotcb`` validated; errors name the option each bad value came from."""
+    from hotcb.config_origin import origin_of_job
+
+    try:
+        return validate_hotcb(cfg)
+    except ConfigError:
+        origin = origin_of_job()  # replaying the defaults list costs a little: only on error
+        if origin is None:
+            raise
+        return validate_hotcb(cfg, origin)
+
+
+def build(config: HotcbConfig, run_dir: str | os.PathLike) -> HotRun:
+    """Kernel, tuner and adapter for a validated config; the kernel is closed if the adapter fails."""
+    from hotcb._instantiate import instantiate
+
+    kernel = build_kernel(config, run_dir)
+    try:
+        adapter = instantiate(config.adapter, kernel=kernel, allowed=config.allow_targets, where="hotcb.adapter")
+    except BaseException:
+        kernel.close()
+        raise
+    return HotRun(kernel=kernel, adapter=adapter, run_dir=Path(run_dir), config=config)
+
+
 def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
     """Validate, build, call ``task(cfg, hot)``, close; returns the task's objective as a float."""
-    from hotcb._instantiate import instantiate
     from hotcb.report import format_run_summary
 
-    config = validate_config(resolve_hotcb(cfg), source="cfg.hotcb")
+    config = validate(cfg)
     if config.validate_only:
-        print("hotcb: configuration is valid")
+        print("hotcb: configuration is valid", flush=True)
         return None
     run_dir = Path(config.run_dir or _hydra_output_dir() or "runs/hotcb").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"hotcb: run directory {run_dir}", flush=True)
     _point_latest(run_dir)
-    kernel = build_kernel(config, run_dir)
     try:
-        adapter = instantiate(config.adapter, kernel=kernel, allowed=config.allow_targets, where="hotcb.adapter")
-        hot = HotRun(kernel=kernel, adapter=adapter, run_dir=run_dir, config=config)
-        result = task(cfg, hot)
+        hot = build(config, run_dir)
+        try:
+            result = task(cfg, hot)
+        finally:
+            hot.kernel.close()  # flushes the summary and fails open trials, whatever happened
     except BaseException:
-        kernel.close()
         log.error("hotcb: job failed; its files are in %s", run_dir)
         raise
-    kernel.close()
-    print(format_run_summary(kernel, hot.final_metrics), flush=True)
+    print(format_run_summary(hot.kernel, hot.final_metrics), flush=True)
     return None if result is None else float(result)
 
 
@@ -137,7 +162,13 @@ def main(config_path: Optional[str] = None, config_name: Optional[str] = None, v
     def decorator(task: Callable[[Any, HotRun], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def entry(cfg: Any) -> Optional[float]:
-            return run(cfg, task)
+            try:
+                return run(cfg, task)
+            except ConfigError as exc:
+                if _hydra_mode() != "RUN":
+                    raise  # in a multirun this job fails, the others go on
+                print(f"hotcb: {exc}", file=sys.stderr, flush=True)
+                sys.exit(2)
 
         # functools.wraps leaves __wrapped__ = task: Hydra follows it to find the user's file,
         # against which a relative config_path is resolved.

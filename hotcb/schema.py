@@ -1,7 +1,9 @@
 """HotcbConfig: the root pydantic model of the composed ``cfg.hotcb`` subtree.
 
-Hydra composes; this model validates the resolved result (``extra="forbid"``) before any model
-or data is built, and the launcher instantiates only from the validated data.
+Hydra composes; :func:`validate_hotcb` resolves the result and validates it with this model
+(``extra="forbid"``) before any model or data is built, and the launcher instantiates only
+from the validated data. Every problem is reported at once, one line each, naming the option
+that set the value (see :mod:`hotcb.config_origin`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hotcb.config_errors import ConfigError, problems_from_pydantic
+from hotcb.config_errors import ConfigError, Origin, format_problem, problems_from_pydantic
 from hotcb.modules.tune.schemas import TuneRecipe
 
 
@@ -41,23 +43,52 @@ class HotcbConfig(BaseModel):
     validate_only: bool = False
     allow_targets: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _targets(self) -> "HotcbConfig":
-        from hotcb._instantiate import check_target
-
-        check_target(self.adapter.get("_target_"), self.allow_targets, "adapter._target_")
+    def targets(self) -> dict[str, Any]:
+        """Every ``_target_`` the launcher will instantiate, by dotted path under ``hotcb``."""
+        found = {"adapter._target_": self.adapter.get("_target_")}
         for name, spec in self.actuators.items():
-            check_target(spec.get("_target_"), self.allow_targets, f"actuators.{name}._target_")
+            found[f"actuators.{name}._target_"] = spec.get("_target_")
         if self.recipe.search.sampler is not None:
-            check_target(self.recipe.search.sampler.get("_target_"), self.allow_targets, "recipe.search.sampler._target_")
-        return self
+            found["recipe.search.sampler._target_"] = self.recipe.search.sampler.get("_target_")
+        return found
 
 
-def validate_config(data: Any, source: str = "") -> HotcbConfig:
+def validate_config(data: Any, source: str = "", origin: Origin = None) -> HotcbConfig:
     """Validate plain data for ``cfg.hotcb``; raises ConfigError with ``hotcb.``-prefixed paths."""
+    from hotcb._instantiate import target_problem
+
     if not isinstance(data, dict):
         raise ConfigError([f"hotcb: must be a mapping, got {type(data).__name__}"], source)
     try:
-        return HotcbConfig.model_validate(data)
+        config = HotcbConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_pydantic(exc, prefix="hotcb"), source) from None
+        raise ConfigError(problems_from_pydantic(exc, "hotcb", origin, HotcbConfig), source) from None
+    problems = []
+    for where, target in config.targets().items():
+        problem = target_problem(target, config.allow_targets)
+        if problem:
+            problems.append(format_problem(f"hotcb.{where}", problem, origin))
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def validate_hotcb(cfg: Any, origin: Origin = None, source: str = "cfg.hotcb") -> HotcbConfig:
+    """Resolve and validate ``cfg.hotcb`` of a composed config: required values left ``???``
+    and interpolations that do not resolve are reported like any other bad field."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = cfg.get("hotcb") if cfg is not None else None
+    if node is None:
+        return validate_config({}, source, origin)
+    missing = sorted(OmegaConf.missing_keys(node))  # full keys: hotcb.tune.replay_from
+    if missing:
+        raise ConfigError([format_problem(p, "required value is missing (???); set it", origin) for p in missing], source)
+    try:
+        data = OmegaConf.to_container(node, resolve=True)
+    except OmegaConfBaseException as exc:
+        path = f"hotcb.{exc.full_key}" if getattr(exc, "full_key", None) else "hotcb"
+        message = str(exc).splitlines()[0]
+        raise ConfigError([format_problem(path, f"cannot resolve: {message}", origin)], source) from None
+    return validate_config(data, source, origin)

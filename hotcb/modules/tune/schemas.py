@@ -195,7 +195,7 @@ class TuneRecipe(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(problems_from_pydantic(exc, prefix=source), source) from None
+            raise ConfigError(problems_from_pydantic(exc, prefix=source, model=cls), source) from None
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", exclude_none=True)
