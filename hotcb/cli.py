@@ -2,8 +2,9 @@
 
 Commands are only appended to the run's command log; the training process applies them at its
 next safe point and records each outcome in ``hotcb.applied.jsonl``. ``--wait`` waits for that
-outcome. Reading commands (``tune status``, ``export-recipe``) only read run files. Nothing
-here imports torch, lightning or optuna.
+outcome. Reading commands (``tune status``, ``export-recipe``, ``compare``) only read run files;
+``config validate|schema`` check configurations before a run. Nothing here imports torch,
+lightning or optuna.
 """
 
 from __future__ import annotations
@@ -146,6 +147,76 @@ def cmd_tune_export_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- config ------------------------------------------------------------------------------------
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    """Compose like the job would (the app's config dir, or hotcb's entry option alone), validate."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
+
+    from hotcb.config_origin import ConfigOrigin
+    from hotcb.modules.tune.recipe import load_recipe
+    from hotcb.schema import validate_hotcb
+
+    if args.recipe:
+        load_recipe(args.recipe)
+        print(f"hotcb: recipe {args.recipe} is valid")
+        return 0
+    if args.config_dir:
+        config_dir = Path(args.config_dir).resolve()
+        if not config_dir.is_dir():
+            raise CLIError(f"--config-dir: no directory at {config_dir}")
+        context = initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
+        name = args.config_name or "config"
+    else:
+        context = initialize_config_module("hotcb.conf", version_base="1.3")
+        name = args.config_name or "hotcb/default"
+    with context:
+        cfg = compose(config_name=name, overrides=list(args.overrides), return_hydra_config=True)
+        validate_hotcb(cfg, ConfigOrigin.from_hydra(cfg.hydra))
+        choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra/")}
+    print("hotcb: configuration is valid (" + " ".join(f"{k}={v}" for k, v in choices.items()) + ")")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from hotcb.modules.tune.schemas import TuneRecipe
+
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **TuneRecipe.model_json_schema()}
+    schema["title"] = "hotcb tune recipe"
+    text = json.dumps(schema, indent=2) + "\n"
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- compare -------------------------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hotcb.report import compare_jobs, format_comparison, load_jobs, plot_comparison
+
+    sweep = Path(args.sweep_dir)
+    if not sweep.is_dir():
+        raise CLIError(f"no multirun directory at {sweep}")
+    jobs = load_jobs(sweep)
+    if not jobs:
+        raise CLIError(f"{sweep} holds no Hydra jobs (no */.hydra/overrides.yaml)")
+    rows = compare_jobs(jobs, args.metric, args.score, tuple(args.seed_key))
+    print(format_comparison(rows, args.metric, args.score))
+    for job in jobs:
+        if job.status == "failed":
+            print(f"failed: {job.path} ({' '.join(job.overrides)})")
+    if args.plot != "none":
+        try:
+            out = plot_comparison(rows, args.plot or sweep / "compare.png", args.metric)
+        except ImportError:
+            print('no plot: matplotlib is not installed (pip install "hotcb[report]")', file=sys.stderr)
+        else:
+            print(f"plot: {out}")
+    return 0
+
+
 # -- other modules ------------------------------------------------------------------------------
 def cmd_freeze(args: argparse.Namespace) -> int:
     return _send(args, "freeze", "set", {"mode": args.mode})
@@ -178,6 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_tune_export_recipe)
 
+    config = sub.add_parser("config", help="check configurations before a run").add_subparsers(dest="config_command", required=True)
+    p = config.add_parser("validate", help="compose a config as the job would and validate cfg.hotcb (exit 2 if invalid)")
+    p.add_argument("--config-dir", help="the app's config directory (default: hotcb's own groups only)")
+    p.add_argument("--config-name", help="the primary config (default: config, or hotcb/default without --config-dir)")
+    p.add_argument("--recipe", help="validate this recipe file alone instead")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. tune=active recipe=lr_only")
+    p.set_defaults(func=cmd_config_validate)
+    p = config.add_parser("schema", help="write the JSON Schema of a recipe file (for editor completion)")
+    p.add_argument("--out", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_config_schema)
+
+    p = sub.add_parser("compare", help="compare the jobs of a Hydra multirun: table + PNG plot")
+    p.add_argument("sweep_dir", metavar="MULTIRUN_DIR")
+    p.add_argument("--metric", default="val/loss", help="the metric to tabulate and plot (default: val/loss)")
+    p.add_argument("--score", default="val/score", help="a second final metric for the table (default: val/score)")
+    p.add_argument("--seed-key", action="append", default=None,
+                   help="override keys that repeat a configuration rather than change it (default: seed)")
+    p.add_argument("--plot", help="PNG path (default: MULTIRUN_DIR/compare.png; 'none' to skip)")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("freeze", help="prod: ignore every external command; off: accept them again")
     p.add_argument("--mode", required=True, choices=["off", "prod", "replay"])
     p.set_defaults(func=cmd_freeze)
@@ -194,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is cmd_compare and not args.seed_key:
+        args.seed_key = ["seed"]
     try:
         return int(args.func(args) or 0)
     except CLIError as exc:

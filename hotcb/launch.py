@@ -132,7 +132,8 @@ def build(config: HotcbConfig, run_dir: str | os.PathLike) -> HotRun:
 
 def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
     """Validate, build, call ``task(cfg, hot)``, close; returns the task's objective as a float."""
-    from hotcb.report import format_run_summary
+    from hotcb.ledger import write_json_atomic
+    from hotcb.report import JOB_FILE, format_run_summary
 
     config = validate(cfg)
     if config.validate_only:
@@ -148,11 +149,14 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
             result = task(cfg, hot)
         finally:
             hot.kernel.close()  # flushes the summary and fails open trials, whatever happened
-    except BaseException:
+    except BaseException as exc:
+        write_json_atomic(run_dir / JOB_FILE, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         log.error("hotcb: job failed; its files are in %s", run_dir)
         raise
+    objective = None if result is None else float(result)
+    write_json_atomic(run_dir / JOB_FILE, {"status": "completed", "objective": objective})
     print(format_run_summary(hot.kernel, hot.final_metrics), flush=True)
-    return None if result is None else float(result)
+    return objective
 
 
 def main(config_path: Optional[str] = None, config_name: Optional[str] = None, version_base: Optional[str] = "1.3"):

@@ -122,7 +122,7 @@ class AcceptanceSpec(_Strict):
     @classmethod
     def _horizon(cls, v: str) -> str:
         if not _HORIZON.match(v):
-            raise ValueError(f"horizon must be next_val_epoch_end, val_epochs:N or steps:N (N >= 1), got {v!r}")
+            raise ValueError("horizon must be next_val_epoch_end, val_epochs:N or steps:N (N >= 1)")
         return v
 
     def horizon_parts(self) -> tuple[str, int]:
