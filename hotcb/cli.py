@@ -172,8 +172,8 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     with context:
         cfg = compose(config_name=name, overrides=list(args.overrides), return_hydra_config=True)
         validate_hotcb(cfg, ConfigOrigin.from_hydra(cfg.hydra))
-        choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra/")}
-    print("hotcb: configuration is valid (" + " ".join(f"{k}={v}" for k, v in choices.items()) + ")")
+        choices = sorted(f"{k}={v}" for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra/"))
+    print(f"hotcb: configuration is valid ({' '.join(choices)})")
     return 0
 
 

@@ -42,7 +42,7 @@ class ConfigOrigin:
         from hydra.types import RunMode
         from omegaconf import OmegaConf
 
-        overrides = list(hydra_cfg.overrides.task)
+        overrides = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
         loader = GlobalHydra.instance().config_loader()
         defaults = loader.compute_defaults_list(hydra_cfg.job.config_name, overrides, RunMode.RUN)
         sources = []

@@ -82,13 +82,13 @@ def validate_hotcb(cfg: Any, origin: Origin = None, source: str = "cfg.hotcb") -
     node = cfg.get("hotcb") if cfg is not None else None
     if node is None:
         return validate_config({}, source, origin)
-    missing = sorted(OmegaConf.missing_keys(node))  # full keys: hotcb.tune.replay_from
-    if missing:
-        raise ConfigError([format_problem(p, "required value is missing (???); set it", origin) for p in missing], source)
     try:
+        missing = sorted(OmegaConf.missing_keys(node))  # full keys: hotcb.tune.replay_from
         data = OmegaConf.to_container(node, resolve=True)
     except OmegaConfBaseException as exc:
-        path = f"hotcb.{exc.full_key}" if getattr(exc, "full_key", None) else "hotcb"
+        path = exc.full_key or "hotcb"  # full keys from the root: hotcb.run_dir
         message = str(exc).splitlines()[0]
         raise ConfigError([format_problem(path, f"cannot resolve: {message}", origin)], source) from None
+    if missing:
+        raise ConfigError([format_problem(p, "required value is missing (???); set it", origin) for p in missing], source)
     return validate_config(data, source, origin)
