@@ -113,10 +113,12 @@ def _mean_sd(values: list[float]) -> tuple[Optional[float], Optional[float]]:
 
 def compare_jobs(jobs: list[Job], metric: str = "val/loss", score: str = "val/score",
                  seed_keys: tuple[str, ...] = ("seed",)) -> list[GroupRow]:
-    """Jobs grouped by their overrides minus the seed: one row per recipe (or other choice)."""
+    """Jobs grouped by the overrides that vary between them, seeds aside: one row per recipe
+    (or whatever else the sweep varied)."""
+    shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        label = " ".join(o for o in job.overrides if _key(o) not in seed_keys) or "(defaults)"
+        label = " ".join(o for o in job.overrides if o not in shared and _key(o) not in seed_keys) or "(all jobs)"
         groups.setdefault(label, []).append(job)
     rows = []
     for label, members in groups.items():

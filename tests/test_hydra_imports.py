@@ -1,0 +1,28 @@
+"""``import hotcb`` and the ``hotcb`` CLI stay light: no torch, lightning or optuna until needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_python
+
+HEAVY = ("torch", "lightning", "optuna", "matplotlib")
+PROBE = """
+import json, sys
+{code}
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("code", [
+    "import hotcb",
+    "import hotcb.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass",
+    "import hotcb.cli as c\nc.main(['config', 'schema', '--out', '/dev/null'])",
+    "import hotcb.cli as c\nc.main(['config', 'validate', 'tune=active', 'recipe=full', 'search=gp'])",
+    "from hydra_plugins.hotcb_searchpath import HotcbSearchPathPlugin",
+], ids=["import", "help", "config-schema", "config-validate", "searchpath-plugin"])
+def test_no_heavy_imports(code):
+    proc = run_python("-c", PROBE.format(code=code, heavy=HEAVY))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
