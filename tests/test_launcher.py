@@ -71,3 +71,31 @@ def test_validate_only_returns_before_building(tmp_path, capsys):
     assert run(config(tmp_path, "tune=active", "hotcb.validate_only=true"), lambda cfg, hot: 1.0) is None
     assert "hotcb: configuration is valid" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()
+
+
+def test_custom_actuator_is_a_target_component(tmp_path):
+    """The app config names an actuator class and its arguments; the recipe points a family at it."""
+    knob = "{_target_: hotcb.actuators.LossWeightActuator, name: knob, weights: {aux: 0.5}, key: aux}"
+    family = "{actuator: knob, mode: mult, bounds: [0.5, 2.0]}"
+    seen = {}
+
+    def task(cfg, hot: HotRun):
+        seen["value"] = hot.kernel.mutable_state["knob"].current()
+        seen["families"] = {f.name: f.actuator for f in hot.kernel.recipe.families()}
+
+    run(config(tmp_path, "tune=active", f"+hotcb.actuators.knob={knob}",
+               f"+hotcb.recipe.actuators.custom.mutations.aux_mult={family}"), task)
+    assert seen == {"value": 0.5, "families": {"opt.lr_mult": "opt.lr", "custom.aux_mult": "knob"}}
+
+
+def test_live_commands_cannot_set_a_target(tmp_path):
+    from hotcb.channel import Command, send
+    from hotcb.ledger import read_jsonl
+
+    def task(cfg, hot: HotRun):
+        send(hot.run_dir, Command(module="tune", op="set", args={"search.sampler": {"_target_": "os.system"}}))
+        hot.adapter.apply(events=["val_epoch_end"], step=1, epoch=0)
+
+    run(config(tmp_path, "tune=active"), task)
+    ledger = read_jsonl(tmp_path / "runs" / "job" / "hotcb.applied.jsonl")
+    assert [(r["status"], r["reason"]) for r in ledger] == [("rejected", "search.sampler: live commands cannot set a _target_")]
