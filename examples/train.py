@@ -9,14 +9,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples.digits` for the _target_s
 
-import lightning.pytorch as pl  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-
 import hotcb  # noqa: E402
 
 
 @hotcb.main(config_path="../conf", config_name="train")
 def train(cfg, hot) -> float:
+    import lightning.pytorch as pl  # here, so that `hotcb.validate_only=true` imports no torch
+    from hydra.utils import instantiate
+
     pl.seed_everything(cfg.seed, verbose=False)
     data = instantiate(cfg.data)
     model = instantiate(cfg.model)

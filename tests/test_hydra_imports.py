@@ -21,7 +21,9 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
     "import hotcb.cli as c\nc.main(['config', 'schema', '--out', '/dev/null'])",
     "import hotcb.cli as c\nc.main(['config', 'validate', 'tune=active', 'recipe=full', 'search=gp'])",
     "from hydra_plugins.hotcb_searchpath import HotcbSearchPathPlugin",
-], ids=["import", "help", "config-schema", "config-validate", "searchpath-plugin"])
+    "import runpy\nsys.argv = ['train.py', 'hotcb.validate_only=true', 'tune=active', 'hydra.run.dir=/tmp/hotcb-unused']\n"
+    "try:\n    runpy.run_path('examples/train.py', run_name='__main__')\nexcept SystemExit:\n    pass",
+], ids=["import", "help", "config-schema", "config-validate", "searchpath-plugin", "train-validate-only"])
 def test_no_heavy_imports(code):
     proc = run_python("-c", PROBE.format(code=code, heavy=HEAVY))
     assert proc.returncode == 0, proc.stderr
