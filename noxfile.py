@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import tempfile
 
 import nox
 
@@ -68,12 +69,13 @@ def packaging(session: nox.Session) -> None:
     the installed search-path plugin."""
     session.install(*_torch_requirement())
     session.install("build")
-    dist = session.create_tmp()
-    session.run("python", "-m", "build", "--wheel", "--outdir", dist)
-    wheel = next(p for p in os.listdir(dist) if p.endswith(".whl"))
-    session.install(f"{os.path.join(dist, wheel)}[tune]", "scipy", "pytest")
-    tests = os.path.join(dist, "packaging")
-    shutil.rmtree(tests, ignore_errors=True)
+    outside = tempfile.mkdtemp(prefix="hotcb-packaging-")  # not under the repo: nothing of it on sys.path
+    session.run("python", "-m", "build", "--wheel", "--outdir", outside)
+    wheel = next(p for p in os.listdir(outside) if p.endswith(".whl"))
+    session.install(f"{os.path.join(outside, wheel)}[tune]", "scipy", "pytest")
+    tests = os.path.join(outside, "packaging")
     shutil.copytree("tests/packaging", tests)
-    session.chdir(dist)  # nothing of the source tree on sys.path
-    session.run("pytest", "-p", "no:cacheprovider", "--rootdir", tests, "-o", "addopts=", tests, *session.posargs)
+    session.chdir(outside)
+    session.run("pytest", "-p", "no:cacheprovider", "--rootdir", tests, "-o", "addopts=",
+                "-o", "markers=slow: slow", tests, *session.posargs)
+    shutil.rmtree(outside, ignore_errors=True)

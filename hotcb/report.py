@@ -160,6 +160,7 @@ def plot_comparison(rows: list[GroupRow], out: str | os.PathLike, metric: str = 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, row in enumerate(rows):
@@ -174,6 +175,7 @@ def plot_comparison(rows: list[GroupRow], out: str | os.PathLike, metric: str = 
         if by_epoch:
             epochs = sorted(by_epoch)
             ax.plot(epochs, [statistics.fmean(by_epoch[e]) for e in epochs], color=color, linewidth=2, label=row.label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per group (mean over seeds; thin lines: single runs)")
