@@ -73,6 +73,7 @@ def packaging(session: nox.Session) -> None:
     session.run("python", "-m", "build", "--wheel", "--outdir", outside)
     wheel = next(p for p in os.listdir(outside) if p.endswith(".whl"))
     session.install(f"{os.path.join(outside, wheel)}[tune]", "scipy", "pytest")
+    session.install("--force-reinstall", "--no-deps", os.path.join(outside, wheel))  # a reused venv gets this build
     tests = os.path.join(outside, "packaging")
     shutil.copytree("tests/packaging", tests)
     session.chdir(outside)
