@@ -44,7 +44,8 @@ def test_tune_commands_are_applied_and_recorded(tmp_path):
     [
         (Command("tune", "set", {"acceptance.epsilon": "abc"}),
          "recipe.acceptance.epsilon: Input should be a valid number (got 'abc')"),
-        (Command("tune", "set", {"acceptance.nope": 1}), "recipe.acceptance.nope: unknown field (got 1)"),
+        (Command("tune", "set", {"objective.nope": 1}),
+         "recipe.objective.nope: unknown field; accepted: primary, mode, backup_metrics (got 1)"),
         (Command("tune", "set", {"search.sampler": {"_target_": "os.system"}}),
          "search.sampler: live commands cannot set a _target_"),
         (Command("tune", "enable", {"mode": "turbo"}),

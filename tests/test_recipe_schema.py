@@ -38,7 +38,7 @@ def test_seed_recipe_families(seed_recipe_text):
 
 
 BAD = [
-    ({"objective": {"primary": "val/loss", "mode": "min", "extra_key": 1}}, "recipe.objective.extra_key: unknown field (got 1)"),
+    ({"objective": {"primary": "val/loss", "mode": "min", "extra_key": 1}}, "recipe.objective.extra_key: unknown field; accepted: primary, mode, backup_metrics (got 1)"),
     ({"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [1.5, 1.2]}}}}},
      "recipe.actuators.opt.mutations.lr_mult.bounds: lower bound 1.5 > upper bound 1.2 (got [1.5, 1.2])"),
     ({"objective": {"mode": "maximize"}}, "recipe.objective.mode: must be one of 'min' or 'max' (got 'maximize')"),
