@@ -33,7 +33,7 @@ CASES = [
      [f"recipe=lr_only → {LR}.risk: must be one of 'low' or 'medium' (got 'high')"]),
     ("one-bound", {"recipe/mine.yaml": "# @package hotcb.recipe\nactuators:\n  opt:\n    mutations:\n      lr_mult: {bounds: [0.5]}\n"},
      ["recipe=mine"],
-     [f"recipe=mine → {LR}.bounds: bounds must be [lower, upper], got 1 values (got [0.5])"]),
+     [f"recipe=mine → {LR}.bounds: must be [lower, upper], got 1 values (got [0.5])"]),
     ("prior-outside-bounds", {"recipe/mine.yaml": "# @package hotcb.recipe\nactuators:\n  opt:\n    mutations:\n      lr_mult: {bounds: [0.5, 2.0], prior_center: 3.0}\n"},
      ["recipe=mine"],
      [f"recipe=mine → {LR}: prior_center 3.0 lies outside bounds [0.5, 2.0] (got {{'bounds': [0.5, 2.0], 'prior_center': 3.0}})"]),
