@@ -66,7 +66,7 @@ CASES = [
      ["adapter=evil"],
      [f"adapter=evil → hotcb.adapter._target_: target 'subprocess.Popen' is not allowed; {ACCEPTED_TARGETS}"]),
     ("actuator-target-refused", {}, ["+hotcb.actuators.knob._target_=mypkg.Knob"],
-     [f"override +hotcb.actuators.knob._target_=mypkg.Knob → hotcb.actuators.knob._target_: target 'mypkg.Knob' is not allowed; "
+     ["override +hotcb.actuators.knob._target_=mypkg.Knob → hotcb.actuators.knob._target_: target 'mypkg.Knob' is not allowed; "
       "accepted: hotcb.*, optuna.samplers.*, torch.optim.* (add a prefix to hotcb.allow_targets)"]),
     ("tune-mode", {"tune/fast.yaml": "# @package hotcb.tune\nmode: activ\n"},
      ["tune=fast"],
