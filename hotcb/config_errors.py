@@ -19,6 +19,9 @@ class ConfigError(ValueError):
         head = f"invalid configuration{f' ({source})' if source else ''}:"
         super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
 
+    def __reduce__(self):  # intact across processes (joblib and submitit return it pickled)
+        return type(self), (self.problems, self.source)
+
 
 def _shorten(value: Any) -> str:
     text = repr(value)

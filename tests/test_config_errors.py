@@ -163,3 +163,12 @@ def test_train_validate_only_checks_before_building_anything(tmp_path):
         f"  override {LR}.bounds=[1.5,1.2] → {LR}.bounds: lower bound 1.5 > upper bound 1.2 (got [1.5, 1.2])",
     ]
     assert (ROOT / "examples" / "train.py").exists()
+
+
+def test_config_error_survives_pickling():
+    """joblib and submitit hand a failed job's exception back pickled: the lines must survive."""
+    import pickle
+
+    error = ConfigError([CASES[0][3][0]], "cfg.hotcb")
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems and str(copy) == str(error)
