@@ -122,6 +122,12 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
         print(f"  {name} = {act.get('value')} [{act.get('state')}]")
     if summary.get("last_metrics"):
         print("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_metrics"].items()))
+    search = summary.get("search") or {}
+    if search:
+        studies = ", ".join(f"{name} {sum(c.values())} trials" for name, c in (search.get("studies") or {}).items())
+        print(f"search: {search.get('backend')} {search.get('sampler') or ''} [{search.get('storage', '')}] {studies}".replace("  ", " "))
+    for note in search.get("notes") or []:
+        print(f"note: {note}")
     for err in summary.get("errors") or []:
         print(f"error: {err}")
     return 0
@@ -129,22 +135,51 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
 
 def cmd_tune_export_recipe(args: argparse.Namespace) -> int:
     from hotcb.modules.tune.recipe import load_recipe
-    from hotcb.modules.tune.storage import RECIPE_FILE, dump_recipe_yaml
+    from hotcb.modules.tune.storage import RECIPE_FILE
 
     run_dir = _run_dir(args)
     source = run_dir / RECIPE_FILE
     if not source.exists():
         raise CLIError(f"{run_dir} has no {RECIPE_FILE}")
-    recipe = load_recipe(source).to_dict()
-    out = Path(args.out)
+    _write_recipe(load_recipe(source).to_dict(), Path(args.out), f"Exported from {run_dir.resolve()} by `hotcb tune export-recipe`.")
+    return 0
+
+
+def cmd_tune_evolve(args: argparse.Namespace) -> int:
+    from hotcb.modules.tune.recipe import describe_evolution, evolve_recipe, load_recipe
+    from hotcb.modules.tune.storage import RECIPE_FILE, read_summary
+
+    runs = [Path(r) for r in args.runs]
+    summaries = []
+    for run in runs:
+        summary = read_summary(run)
+        if summary is None:
+            raise CLIError(f"{run} has no tune summary (hotcb.tune.summary.json); is it a tuned run directory?")
+        summaries.append(summary)
+    base_path = Path(args.base) if args.base else runs[0] / RECIPE_FILE
+    base = load_recipe(base_path)
+    try:
+        evolved = evolve_recipe(base, summaries, alpha=args.alpha)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    for line in describe_evolution(base, evolved) or ["no family changed (no winners, and not enough tries to disable any)"]:
+        print(line)
+    sources = ", ".join(str(r.resolve()) for r in runs)
+    _write_recipe(evolved.to_dict(), Path(args.out),
+                  f"Evolved from {base_path} by `hotcb tune evolve` (alpha={args.alpha}) over: {sources}.")
+    return 0
+
+
+def _write_recipe(recipe: dict, out: Path, origin: str) -> None:
+    """YAML usable as a ``recipe=`` option (or JSON, by extension)."""
+    from hotcb.modules.tune.storage import dump_recipe_yaml
+
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".json":
         out.write_text(json.dumps(recipe, indent=2) + "\n")
     else:
-        header = f"# @package hotcb.recipe\n# Exported from {run_dir.resolve()} by `hotcb tune export-recipe`.\n"
-        out.write_text(dump_recipe_yaml(recipe, header))
+        out.write_text(dump_recipe_yaml(recipe, f"# @package hotcb.recipe\n# {origin}\n"))
     print(f"wrote {out}")
-    return 0
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -248,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = tune.add_parser("export-recipe", help="write the run's current recipe (YAML, or JSON by extension)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_tune_export_recipe)
+    p = tune.add_parser("evolve", help="a new recipe whose priors and bounds follow what won in earlier runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="tuned run directories (their hotcb.tune.summary.json)")
+    p.add_argument("--base", help="the recipe to evolve (default: the first run's hotcb.tune.recipe.yaml)")
+    p.add_argument("--out", required=True, help="where to write the evolved recipe (.yaml, or .json)")
+    p.add_argument("--alpha", type=float, default=0.3, help="how far each prior moves toward the winners (0..1)")
+    p.set_defaults(func=cmd_tune_evolve)
 
     config = sub.add_parser("config", help="check configurations before a run").add_subparsers(dest="config_command", required=True)
     p = config.add_parser("validate", help="compose a config as the job would and validate cfg.hotcb (exit 2 if invalid)")

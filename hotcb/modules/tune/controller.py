@@ -23,8 +23,8 @@ from hotcb.actuators.base import ActuatorState
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
-from hotcb.modules.tune.search import Proposal, make_search
-from hotcb.modules.tune.storage import JOURNAL_FILE, STUDY_FILE, TuneStorage, read_mutations
+from hotcb.modules.tune.search import Proposal, check_warm_start, make_search
+from hotcb.modules.tune.storage import TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ class HotTuneController:
         self.rewound_steps = 0
         self.blocked_reason = ""
         self._interval_blocker = ""  # a blocker seen since the last decision point
-        self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0, "cancelled": 0}
+        self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0,
+                       "cancelled": 0, "replayed": 0}
         self.family_stats: dict[str, FamilyStats] = {}
         self.grad_norms: list[float] = []
         self.last_metrics: dict = {}
@@ -124,15 +125,15 @@ class HotTuneController:
         self._pending_cancel: Optional[dict] = None
         self._warned: set[str] = set()
         self._warned_state = False
+        if write_files:
+            check_warm_start(recipe)  # a bad warm-start source is a config error, found before training
         self.storage.write_recipe(recipe.to_dict())
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
     def search(self):
         if self._search is None:
-            self._search = make_search(
-                self.recipe.search, self.storage.run_dir, STUDY_FILE, JOURNAL_FILE, self._sampler_factory
-            )
+            self._search = make_search(self.recipe.search, self.storage.run_dir, self._sampler_factory)
         return self._search
 
     def families(self) -> dict[str, Family]:
@@ -505,10 +506,17 @@ class HotTuneController:
             record = {"id": f"r-{src['id']}", "step": step, "family": src.get("family"), "actuator": src.get("actuator"),
                       "patch": src.get("patch"), "value": src.get("value"), "replayed_from": src["id"]}
             if actuator is None:
+                self.counts["failed"] += 1
                 self._log_mutation(record, "failed", reason=f"actuator {src.get('actuator')!r} is not registered")
+                log.warning("hotcb tune: replay of %s failed: actuator %r is not registered", src["id"], src.get("actuator"))
                 continue
             result = actuator.apply(src.get("patch") or {}, env)
-            self._log_mutation(record, "replayed" if result.ok else "failed", reason=result.detail)
+            if result.ok:
+                self.counts["replayed"] += 1
+                self._log_mutation(record, "replayed", before=result.before, after=result.after)
+            else:
+                self.counts["failed"] += 1
+                self._log_mutation(record, "failed", reason=result.detail)
 
     # -- commands ---------------------------------------------------------------------------
     def handle(self, op: str, args: dict) -> str:
@@ -586,7 +594,7 @@ class HotTuneController:
             "actuators": {name: _describe(a) for name, a in self.mutable_state.items()},
             "last_metrics": self.last_metrics,
             "errors": self.errors[-10:],
-            "search": getattr(self._search, "backend", None),
+            "search": self._search.status() if self._search is not None else None,
             "updated": time.time(),
         }
 
@@ -618,6 +626,7 @@ class HotTuneController:
             "trajectory": [(p.step, p.value) for p in self.evaluator.trajectory],
             "control_rates": list(self.evaluator.control_rates),
             "last_was_mutation": self._last_was_mutation,
+            "search": self._search.state_dict() if self._search is not None else None,
             "open_segment": None if seg is None or seg.control else {
                 "id": seg.id, "mutation_id": seg.mutation_id, "family": seg.family.name,
                 "actuator": seg.family.actuator, "params_snapshot": seg.params_snapshot,
@@ -641,6 +650,8 @@ class HotTuneController:
         self._last_was_mutation = state["last_was_mutation"]
         self.segment = None
         self._pending_cancel = state.get("open_segment")
+        if state.get("search"):
+            self.search.load_state_dict(state["search"])  # closes the open segment's trial as FAIL
         self.storage.write_recipe(self.recipe.to_dict())
 
     def _cancel_restored_segment(self, env: dict) -> None:

@@ -56,9 +56,22 @@ def evolve_recipe(
     narrow: float = 0.5,
     widen: float = 1.5,
 ) -> TuneRecipe:
-    """A new recipe whose priors and bounds reflect what won in earlier runs' summaries."""
+    """A new recipe whose priors and bounds reflect what won in earlier runs' summaries.
+
+    Per family, from the summaries' ``families.<name>`` sections (``tried`` and
+    ``accepted_values: [{value, score}]``), working on a log scale for multiplicative families:
+
+    - ``prior_center`` moves a fraction ``alpha`` of the way to the score-weighted mean winner;
+    - when every winner lies within the outer tenth of the range at one edge, the bounds widen
+      past that edge by ``widen - 1`` of the span (never across zero; betas stay below 1);
+    - otherwise, with three or more winners spread over less than ``narrow`` of the span, the
+      bounds shrink to ``narrow`` of the span around them (still holding every winner);
+    - a family with no winner after ``min_tries_to_disable`` applied tries is disabled.
+    """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not 0.0 < narrow < 1.0 or widen < 1.0:
+        raise ValueError(f"narrow must be in (0, 1) and widen >= 1, got narrow={narrow}, widen={widen}")
     summaries = [s for s in summaries if s]
     data = base.to_dict()
     for family in base.families():
@@ -70,35 +83,60 @@ def evolve_recipe(
             stats = (summary.get("families") or {}).get(family.name) or {}
             tried += int(stats.get("tried") or 0)
             wins += [w for w in stats.get("accepted_values") or [] if _finite(w.get("value"))]
-        lo, hi = spec["bounds"]
         if not wins:
             if tried >= min_tries_to_disable:
                 spec["enabled"] = False
             continue
+        to, back = (math.log, math.exp) if family.log_scale else (float, float)
+        lo, hi = (to(b) for b in spec["bounds"])
+        span = hi - lo
+        points = [to(float(w["value"])) for w in wins]
         weights = [max(float(w.get("score") or 0.0), 0.0) + 1e-12 for w in wins]
-        values = [float(w["value"]) for w in wins]
-        log_scale = family.log_scale and lo > 0
-        to = (lambda v: math.log(v)) if log_scale else (lambda v: v)
-        back = (lambda v: math.exp(v)) if log_scale else (lambda v: v)
-        center = back(sum(w * to(v) for w, v in zip(weights, values)) / sum(weights))
-        old_center = spec.get("prior_center")
-        old_center = old_center if old_center is not None else back((to(lo) + to(hi)) / 2)
-        new_center = back((1 - alpha) * to(old_center) + alpha * to(center))
-        span = to(hi) - to(lo)
+        winner = sum(w * p for w, p in zip(weights, points)) / sum(weights)
+        old = to(spec["prior_center"]) if spec.get("prior_center") is not None else (lo + hi) / 2
+        center = (1 - alpha) * old + alpha * winner
         edge = 0.1 * span
-        at_low = all(to(v) <= to(lo) + edge for v in values)
-        at_high = all(to(v) >= to(hi) - edge for v in values)
-        if at_low or at_high:
-            grow = (widen - 1.0) * span
-            lo, hi = (back(to(lo) - grow), hi) if at_low else (lo, back(to(hi) + grow))
-        elif len(values) >= 3 and (max(map(to, values)) - min(map(to, values))) < narrow * span:
-            half = narrow * span / 2
-            mid = to(new_center)
-            lo, hi = back(max(to(lo), mid - half)), back(min(to(hi), mid + half))
-        lo = max(lo, 1e-12) if family.mode == "mult" else lo
-        spec["bounds"] = [float(lo), float(hi)]
-        spec["prior_center"] = float(min(max(new_center, lo), hi))
+        if all(p <= lo + edge for p in points):
+            lo = _widened(lo - (widen - 1.0) * span, lo, family)
+        elif all(p >= hi - edge for p in points):
+            hi = _widened(hi + (widen - 1.0) * span, hi, family)
+        elif len(points) >= 3 and max(points) - min(points) < narrow * span:
+            width = narrow * span
+            new_lo = min(max(winner - width / 2, lo), min(points))
+            lo, hi = new_lo, min(max(new_lo + width, max(points)), hi)
+        spec["bounds"] = [float(back(lo)), float(back(hi))]
+        spec["prior_center"] = float(back(min(max(center, lo), hi)))
     return TuneRecipe.from_dict(data)
+
+
+def _widened(new: float, old: float, family: Any) -> float:
+    """A widened bound (in search scale) that crosses no natural limit: a set-mode bound keeps
+    its sign, and a beta stays below 1. Multiplicative bounds stay positive by construction."""
+    if family.mode == "set":
+        if old >= 0 > new or old <= 0 < new:
+            new = 0.0
+        if family.index is not None:  # betas
+            new = min(new, 0.9999)
+    return new
+
+
+def describe_evolution(base: TuneRecipe, evolved: TuneRecipe) -> list[str]:
+    """One line per family whose prior, bounds or switch changed."""
+    before = {f.name: f.spec for f in base.families()}
+    after = {f.name: f.spec for f in evolved.families()}
+    lines = []
+    for name, old in before.items():
+        new = after.get(name)
+        if new is None:
+            lines.append(f"{name}: disabled (never won)")
+        elif (new.prior_center, new.bounds) != (old.prior_center, old.bounds):
+            lines.append(f"{name}: prior_center {_g(old.prior_center)} -> {_g(new.prior_center)}, "
+                         f"bounds [{_g(old.bounds[0])}, {_g(old.bounds[1])}] -> [{_g(new.bounds[0])}, {_g(new.bounds[1])}]")
+    return lines
+
+
+def _g(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _finite(value: Any) -> bool:

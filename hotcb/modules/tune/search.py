@@ -2,10 +2,19 @@
 
 Every mutation family gets its own study (and one per training phase when
 ``search.phase_conditioned``), with a fixed one-dimensional space built once from the recipe:
-log-scale for multiplicative families. ``ask`` opens a trial; ``tell`` closes it with the
-segment's score, or as FAIL when the segment could not be evaluated. A trial is never left
-PRUNED without a value. Without optuna installed, :class:`RandomSearch` proposes uniformly
-(log-uniformly for multiplicative families) and the kernel logs an install hint.
+log-scale for multiplicative families. Families are searched apart because they are applied
+one at a time: a joint space would force every trial to name a value for knobs it never
+touched. ``ask`` opens a trial; ``tell`` closes it with the segment's score, or as FAIL when
+the segment could not be evaluated. A trial is never left PRUNED without a value, and a trial
+is told at most once.
+
+Studies live in the run's ``hotcb.tune.study.sqlite`` (an ordinary Optuna RDB storage that
+optuna-dashboard opens), or Optuna's journal file with ``search.storage: journal``. Storage
+trouble — a locked or corrupt file — degrades to in-memory studies with a warning; training
+never stops for it. ``search.warm_start`` seeds new studies with the completed trials of
+earlier runs, only where the space is the same. Without optuna installed,
+:class:`RandomSearch` proposes uniformly (log-uniformly for multiplicative families) and the
+kernel logs an install hint.
 """
 
 from __future__ import annotations
@@ -15,12 +24,16 @@ import math
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
 
-from hotcb.modules.tune.schemas import Family, SearchSpec
+from hotcb.config_errors import ConfigError
+from hotcb.modules.tune.schemas import Family, SearchSpec, TuneRecipe
+from hotcb.modules.tune.storage import JOURNAL_FILE, STUDY_FILE
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'optuna is not installed; hottune falls back to random proposals. Install it with: pip install "hotcb[tune]"'
+PARAM = "value"  # the one parameter of every study
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,20 @@ class Proposal:
 
 def study_name(family: Family, phase: str, phase_conditioned: bool) -> str:
     return f"{family.name}@{phase}" if phase_conditioned else family.name
+
+
+def study_names(recipe: TuneRecipe) -> dict[str, Family]:
+    """Every study the recipe can open, by name."""
+    phases = list(recipe.phases) if recipe.search.phase_conditioned else [""]
+    return {study_name(f, p, recipe.search.phase_conditioned): f for f in recipe.families() for p in phases}
+
+
+def distribution(family: Family):
+    """The fixed space of a family's study: its bounds, on a log scale when multiplicative."""
+    from optuna.distributions import FloatDistribution
+
+    lo, hi = family.spec.bounds
+    return FloatDistribution(lo, hi, log=family.log_scale)
 
 
 class RandomSearch:
@@ -62,6 +89,15 @@ class RandomSearch:
 
     def close(self) -> None:
         pass
+
+    def status(self) -> dict:
+        return {"backend": self.backend, "notes": [INSTALL_HINT]}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Random search keeps no history worth restoring."""
 
 
 def sampler_spec(spec: SearchSpec) -> dict:
@@ -101,76 +137,189 @@ def default_sampler_factory(spec: SearchSpec, allowed: tuple[str, ...] = ()) -> 
     return factories[spec.algorithm]
 
 
+def one_dimensional_note(sampler: Any) -> str:
+    """Why a sampler does not do what its name says on hotcb's 1-D studies ('' when it does)."""
+    import optuna
+
+    if isinstance(sampler, optuna.samplers.CmaEsSampler):
+        fallback = type(getattr(sampler, "_independent_sampler", None)).__name__
+        return (
+            "search: CMA-ES needs two or more dimensions and every hotcb study is one-dimensional "
+            f"(one per mutation family), so Optuna samples each study with CmaEsSampler's "
+            f"independent_sampler ({fallback}); use search=tpe or search=gp for a sampler that learns here"
+        )
+    return ""
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the storage, not hotcb, is at fault."""
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (StorageInternalError, SQLAlchemyError, sqlite3.Error, OSError)
+
+
 class OptunaSearch:
     """Ask/tell over Optuna studies kept in one storage (the run's sqlite file by default)."""
 
     backend = "optuna"
 
-    def __init__(self, spec: SearchSpec, storage: Any = None, sampler_factory: Callable[[], Any] | None = None):
+    def __init__(self, spec: SearchSpec, storage: Any = None, sampler_factory: Callable[[], Any] | None = None,
+                 *, storage_label: str = "memory"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.spec = spec
         self.storage = storage if storage is not None else optuna.storages.InMemoryStorage()
+        self.storage_label = storage_label
         self._sampler_factory = sampler_factory or default_sampler_factory(spec)
         self._studies: dict[str, Any] = {}
         self._open: dict[tuple[str, int], Any] = {}
+        self.notes: list[str] = []
 
+    # -- studies ----------------------------------------------------------------------------
     def study(self, family: Family, phase: str):
+        name = study_name(family, phase, self.spec.phase_conditioned)
+        if name not in self._studies:
+            self._guarded(lambda: self._open_study(name, family))
+        return self._studies[name]
+
+    def _open_study(self, name: str, family: Optional[Family]):
         import optuna
 
-        name = study_name(family, phase, self.spec.phase_conditioned)
-        study = self._studies.get(name)
-        if study is None:
-            study = optuna.create_study(
-                study_name=name,
-                storage=self.storage,
-                sampler=self._sampler_factory(),
-                direction="maximize",
-                load_if_exists=True,
-            )
-            _fail_stale_trials(study)
-            if family.spec.prior_center is not None and not study.trials:
-                study.enqueue_trial({"value": family.spec.prior_center})
-            self._studies[name] = study
+        sampler = self._sampler_factory()
+        self._note(one_dimensional_note(sampler))
+        study = optuna.create_study(study_name=name, storage=self.storage, sampler=sampler,
+                                    direction="maximize", load_if_exists=True)
+        _fail_stale_trials(study)
+        if family is not None and not study.get_trials(deepcopy=False):
+            self._seed(study, family)
+        self._studies[name] = study
         return study
 
-    def distribution(self, family: Family):
-        from optuna.distributions import FloatDistribution
+    def _seed(self, study: Any, family: Family) -> None:
+        """A new study starts from earlier runs' trials (warm start), else from the prior_center."""
+        if self.spec.warm_start:
+            trials, problems = warm_start_trials(self.spec.warm_start, study.study_name, distribution(family))
+            for problem in problems:
+                self._note(problem)
+            study.add_trials(trials)
+        if family.spec.prior_center is not None and not study.get_trials(deepcopy=False):
+            study.enqueue_trial({PARAM: family.spec.prior_center})
 
-        lo, hi = family.spec.bounds
-        return FloatDistribution(lo, hi, log=family.log_scale)
-
+    # -- ask / tell -------------------------------------------------------------------------
     def ask(self, family: Family, phase: str) -> Proposal:
-        study = self.study(family, phase)
-        trial = study.ask({"value": self.distribution(family)})
-        self._open[(study.study_name, trial.number)] = study
-        return Proposal(family.name, float(trial.params["value"]), study.study_name, trial.number)
+        def ask_once() -> Proposal:
+            study = self.study(family, phase)
+            trial = study.ask({PARAM: distribution(family)})
+            self._open[(study.study_name, trial.number)] = study
+            return Proposal(family.name, float(trial.params[PARAM]), study.study_name, trial.number)
+
+        return self._guarded(ask_once)
 
     def tell(self, proposal: Proposal, score: Optional[float]) -> None:
-        """Close the proposal's trial: COMPLETE with ``score``, or FAIL when ``score`` is None."""
+        """Close the proposal's trial: COMPLETE with ``score``, or FAIL when ``score`` is None.
+
+        A proposal whose trial is not open here (told already, or lost when the storage
+        degraded) is ignored, so nothing is told twice."""
         from optuna.trial import TrialState
 
         study = self._open.pop((proposal.study, proposal.trial), None)
         if study is None:
-            study = self._studies.get(proposal.study)
-        if study is None or proposal.trial is None:
             return
         if score is None or not math.isfinite(score):
-            study.tell(proposal.trial, state=TrialState.FAIL)
+            self._guarded(lambda: study.tell(proposal.trial, state=TrialState.FAIL), retry=False)
         else:
-            study.tell(proposal.trial, float(score))
+            self._guarded(lambda: study.tell(proposal.trial, float(score)), retry=False)
 
     def close(self) -> None:
         """Fail any trial still open (the run ends mid-segment)."""
         from optuna.trial import TrialState
 
         for (_, number), study in list(self._open.items()):
-            try:
-                study.tell(number, state=TrialState.FAIL)
-            except Exception:  # noqa: BLE001 - already finished
-                pass
+            self._guarded(lambda: study.tell(number, state=TrialState.FAIL), retry=False)
         self._open.clear()
+
+    # -- storage trouble --------------------------------------------------------------------
+    def _guarded(self, operation: Callable[[], Any], retry: bool = True) -> Any:
+        """Run ``operation``; if the storage fails, switch to memory and (if ``retry``) run it again."""
+        try:
+            return operation()
+        except storage_errors() as exc:
+            self._degrade(exc)
+            return operation() if retry else None
+
+    def _degrade(self, exc: BaseException) -> None:
+        import optuna
+
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self._note(f"search: study storage {self.storage_label!r} failed ({reason}); "
+                   "continuing with in-memory studies (trials from now on are not saved)")
+        self.storage, self.storage_label = optuna.storages.InMemoryStorage(), "memory (degraded)"
+        self._studies.clear()
+        self._open.clear()
+
+    def _note(self, note: str) -> None:
+        if note and note not in self.notes:
+            self.notes.append(note)
+            log.warning("hotcb tune: %s", note)
+
+    # -- status and resume ------------------------------------------------------------------
+    def status(self) -> dict:
+        """Storage, sampler and per-study trial counts, for the run summary."""
+        studies = {}
+        for name, study in self._studies.items():
+            counts: dict[str, int] = {}
+            for trial in self._guarded(lambda: study.get_trials(deepcopy=False), retry=False) or []:
+                counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+            studies[name] = counts
+        sampler = next(iter(self._studies.values())).sampler if self._studies else None
+        return {"backend": self.backend, "storage": self.storage_label,
+                "sampler": type(sampler).__name__ if sampler is not None else None,
+                "studies": studies, "notes": list(self.notes)}
+
+    def state_dict(self) -> dict:
+        """Every trial of the studies this run opened, so that a resume into a fresh storage
+        (a new run directory, or in-memory studies) continues them with the same numbers."""
+        out = {}
+        for name, study in self._studies.items():
+            trials = self._guarded(lambda: study.get_trials(deepcopy=False), retry=False) or []
+            out[name] = [_trial_record(t) for t in trials]
+        return {"studies": out}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the saved studies. A trial open at save time is closed as FAIL; trials the
+        storage already holds (a resume in the same run directory) are not added again."""
+        self.close()
+        for name, records in (state.get("studies") or {}).items():
+            study = self._guarded(lambda: self._open_study(name, None))
+            have = len(study.get_trials(deepcopy=False))
+            self._guarded(lambda: study.add_trials([_frozen_trial(r) for r in records[have:]]), retry=False)
+
+
+def _trial_record(trial: Any) -> dict:
+    from optuna.distributions import distribution_to_json
+
+    return {"number": trial.number, "state": trial.state.name, "value": trial.value, "params": dict(trial.params),
+            "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
+            "user_attrs": dict(trial.user_attrs)}
+
+
+def _frozen_trial(record: dict) -> Any:
+    """A saved trial as Optuna can add it; one that was still running is closed as FAIL."""
+    from optuna.distributions import json_to_distribution
+    from optuna.trial import TrialState, create_trial
+
+    state = TrialState[record["state"]]
+    if state is TrialState.RUNNING:
+        state = TrialState.FAIL
+    distributions = {k: json_to_distribution(d) for k, d in record["distributions"].items()}
+    params = record["params"] if state is not TrialState.WAITING else {}
+    return create_trial(state=state, value=record["value"] if state is TrialState.COMPLETE else None,
+                        params=params, distributions=distributions if params else {},
+                        user_attrs=record.get("user_attrs") or {})
 
 
 def _fail_stale_trials(study: Any) -> None:
@@ -184,31 +333,106 @@ def _fail_stale_trials(study: Any) -> None:
             log.warning("hotcb: could not close stale trial %d of %s", trial.number, study.study_name)
 
 
-def open_storage(spec: SearchSpec, run_dir: str | os.PathLike, study_file: str, journal_file: str) -> Any:
-    """The study storage the recipe asks for; a locked or broken file degrades to memory."""
+# -- storages ---------------------------------------------------------------------------------
+def sqlite_storage(path: str | os.PathLike) -> Any:
+    import optuna
+
+    url = "sqlite:///" + os.path.abspath(path)
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 5}})
+
+
+def journal_storage(path: str | os.PathLike) -> Any:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(os.fspath(path)))
+
+
+def open_storage(spec: SearchSpec, run_dir: str | os.PathLike) -> tuple[Any, str]:
+    """(storage, label) as the recipe asks; a locked or broken file degrades to memory."""
     import optuna
 
     if spec.storage == "memory":
-        return optuna.storages.InMemoryStorage()
+        return optuna.storages.InMemoryStorage(), "memory"
+    path = Path(run_dir) / (JOURNAL_FILE if spec.storage == "journal" else STUDY_FILE)
     try:
-        if spec.storage == "journal":
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            return JournalStorage(JournalFileBackend(os.path.join(run_dir, journal_file)))
-        url = "sqlite:///" + os.path.abspath(os.path.join(run_dir, study_file))
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 5}})
+        opener = journal_storage if spec.storage == "journal" else sqlite_storage
+        storage = opener(path)
+        optuna.study.get_all_study_names(storage)  # touch it: a locked/corrupt file fails here, not mid-run
+        return storage, f"{spec.storage}: {path}"
     except Exception as exc:  # noqa: BLE001 - storage trouble must not stop training
-        log.warning("hotcb: study storage %r unavailable (%s); using in-memory storage", spec.storage, exc)
-        return optuna.storages.InMemoryStorage()
+        log.warning("hotcb tune: study storage %s unavailable (%s: %s); using in-memory studies",
+                    path, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return optuna.storages.InMemoryStorage(), f"memory (degraded: {path} unavailable: {type(exc).__name__})"
 
 
-def make_search(spec: SearchSpec, run_dir: str | os.PathLike, study_file: str, journal_file: str,
-                sampler_factory: Callable[[], Any] | None = None):
+def source_storage(source: str | os.PathLike) -> Any:
+    """An earlier run's study storage: its run directory, a sqlite file, or a journal file."""
+    path = Path(source)
+    if path.is_dir():
+        for name, opener in ((STUDY_FILE, sqlite_storage), (JOURNAL_FILE, journal_storage)):
+            if (path / name).is_file():
+                return opener(path / name)
+        raise ConfigError([f"search.warm_start: {path} holds no study ({STUDY_FILE} or {JOURNAL_FILE})"], "recipe")
+    if not path.is_file():
+        raise ConfigError([f"search.warm_start: no run directory or study file at {path}"], "recipe")
+    if path.suffix in (".sqlite", ".sqlite3", ".db"):
+        return sqlite_storage(path)
+    if path.suffix in (".journal", ".log"):
+        return journal_storage(path)
+    raise ConfigError([f"search.warm_start: {path} is not a study file (accepted: a run directory, "
+                       ".sqlite/.sqlite3/.db, .journal/.log)"], "recipe")
+
+
+def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[list[Any], list[str]]:
+    """Completed trials of study ``name`` in ``sources`` that were searched over ``space``,
+    and one problem per source whose study used another space (its trials are refused)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    trials, problems = [], []
+    for source in sources:
+        storage = source_storage(source)
+        if name not in optuna.study.get_all_study_names(storage):
+            continue
+        done = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.COMPLETE,))
+        other = sorted({repr(t.distributions.get(PARAM)) for t in done if t.distributions.get(PARAM) != space})
+        if other:
+            problems.append(f"search.warm_start: {source}: study {name!r} was searched over {', '.join(other)} "
+                            f"but this run searches {space!r}; its trials are refused (a changed space is not mixed in)")
+            continue
+        trials += [create_trial(value=t.value, params=t.params, distributions=t.distributions,
+                                user_attrs={**t.user_attrs, "warm_start": f"{source}#{t.number}"}) for t in done]
+    return trials, problems
+
+
+def check_warm_start(recipe: TuneRecipe) -> None:
+    """Refuse, before training, warm-start sources that are missing, share no study with this
+    recipe, or searched a study over another space."""
+    if not recipe.search.warm_start:
+        return
+    try:
+        import optuna
+    except ImportError:
+        return  # random search has no history to seed; make_search logs the install hint
+    problems = []
+    names = study_names(recipe)
+    for source in recipe.search.warm_start:
+        found = set(optuna.study.get_all_study_names(source_storage(source)))
+        if not found & set(names):
+            problems.append(f"search.warm_start: {source} shares no study with this recipe "
+                            f"(it has {sorted(found) or 'none'}; this run opens {sorted(names)})")
+    for name, family in names.items():
+        problems += warm_start_trials(recipe.search.warm_start, name, distribution(family))[1]
+    if problems:
+        raise ConfigError(problems, "recipe")
+
+
+def make_search(spec: SearchSpec, run_dir: str | os.PathLike, sampler_factory: Callable[[], Any] | None = None):
     """OptunaSearch when optuna imports, else RandomSearch with a logged install hint."""
     try:
         import optuna  # noqa: F401
     except ImportError:
         log.warning("hotcb: %s", INSTALL_HINT)
         return RandomSearch(spec)
-    storage = open_storage(spec, run_dir, study_file, journal_file)
-    return OptunaSearch(spec, storage=storage, sampler_factory=sampler_factory)
+    storage, label = open_storage(spec, run_dir)
+    return OptunaSearch(spec, storage=storage, sampler_factory=sampler_factory, storage_label=label)
