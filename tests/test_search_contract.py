@@ -1,0 +1,76 @@
+"""One behavioural contract, run over every search option: each `search=` config file shipped in
+hotcb/conf/search/ and each `search.algorithm` the schema accepts.
+
+Every option must: propose inside the bounds (log scale for multiplicative families); open one
+trial per proposal and close each exactly once, COMPLETE with the segment's score or FAIL;
+use the sampler it names, with `search.startup_trials` mapped onto it; and keep per-phase
+studies apart. Options that cannot learn on hotcb's one-dimensional studies say so in status.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.utils import get_class
+from optuna.trial import TrialState
+from tune_driver import assert_trials_match_segments, recipe, run_loop
+
+from hotcb.modules.tune.schemas import SearchSpec
+from hotcb.modules.tune.search import default_sampler_factory, journal_storage
+from hotcb.modules.tune.storage import JOURNAL_FILE
+
+CONF = Path(__file__).resolve().parents[1] / "hotcb" / "conf" / "search"
+SAMPLER_CLASS = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+                 "qmc": "QMCSampler"}
+
+
+def _options() -> list:
+    files = [pytest.param(yaml.safe_load(p.read_text()), id=f"conf/{p.stem}") for p in sorted(CONF.glob("*.yaml"))]
+    algorithms = typing.get_args(SearchSpec.model_fields["algorithm"].annotation)
+    return files + [pytest.param({"algorithm": a}, id=f"algorithm={a}") for a in algorithms]
+
+
+OPTIONS = _options()
+
+
+def _spec(option: dict, **more) -> dict:
+    return {**option, "startup_trials": 2, "seed": 0, **more}
+
+
+def test_every_shipped_option_is_covered():
+    shipped = {p.stem for p in CONF.glob("*.yaml")}
+    assert {"tpe", "random", "gp"} <= shipped
+    assert shipped <= set(SAMPLER_CLASS), f"a new search option needs an entry in SAMPLER_CLASS: {shipped}"
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_sampler_is_the_one_named_with_startup_trials_mapped(option):
+    spec = SearchSpec(**_spec(option, startup_trials=5))
+    sampler = default_sampler_factory(spec)()
+    assert type(sampler).__name__ == SAMPLER_CLASS[spec.algorithm]
+    if spec.sampler:
+        assert isinstance(sampler, get_class(spec.sampler["_target_"]))
+    if hasattr(sampler, "_n_startup_trials"):
+        assert sampler._n_startup_trials == 5
+    assert default_sampler_factory(spec)() is not sampler  # a fresh sampler per study
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_search_contract_in_a_tuned_run(tmp_path, option):
+    epochs = 9 if option.get("algorithm") == "gp" else 14  # GP fits are slow on a shared CPU
+    loop = run_loop(tmp_path, recipe(**_spec(option, phase_conditioned=True, storage="journal")), epochs=epochs)
+    studies = assert_trials_match_segments(tmp_path, journal_storage(tmp_path / JOURNAL_FILE))
+    assert studies and all(name.startswith("opt.lr_mult@") for name in studies)
+    assert loop.kernel.tune.counts["applied"] >= 4 and not loop.kernel.disabled
+    for trials in studies.values():
+        assert [t.number for t in trials] == list(range(len(trials)))
+        for trial in trials:
+            assert trial.state in (TrialState.COMPLETE, TrialState.FAIL)
+            assert 0.5 <= trial.params["value"] <= 2.0 and trial.distributions["value"].log
+    status = loop.kernel.tune.summary()["search"]
+    assert status["sampler"] == SAMPLER_CLASS[option["algorithm"]]
+    if option["algorithm"] == "cmaes":
+        assert any("CMA-ES needs two or more dimensions" in note for note in status["notes"])
