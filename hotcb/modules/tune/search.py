@@ -183,7 +183,7 @@ class OptunaSearch:
     def study(self, family: Family, phase: str):
         name = study_name(family, phase, self.spec.phase_conditioned)
         if name not in self._studies:
-            self._guarded(lambda: self._open_study(name, family))
+            self._guarded(self._open_study, name, family)
         return self._studies[name]
 
     def _open_study(self, name: str, family: Optional[Family]):
@@ -230,26 +230,27 @@ class OptunaSearch:
         if study is None:
             return
         if score is None or not math.isfinite(score):
-            self._guarded(lambda: study.tell(proposal.trial, state=TrialState.FAIL), retry=False)
+            self._guarded(study.tell, proposal.trial, state=TrialState.FAIL, retry=False)
         else:
-            self._guarded(lambda: study.tell(proposal.trial, float(score)), retry=False)
+            self._guarded(study.tell, proposal.trial, float(score), retry=False)
 
     def close(self) -> None:
         """Fail any trial still open (the run ends mid-segment)."""
         from optuna.trial import TrialState
 
         for (_, number), study in list(self._open.items()):
-            self._guarded(lambda: study.tell(number, state=TrialState.FAIL), retry=False)
+            self._guarded(study.tell, number, state=TrialState.FAIL, retry=False)
         self._open.clear()
 
     # -- storage trouble --------------------------------------------------------------------
-    def _guarded(self, operation: Callable[[], Any], retry: bool = True) -> Any:
-        """Run ``operation``; if the storage fails, switch to memory and (if ``retry``) run it again."""
+    def _guarded(self, operation: Callable[..., Any], *args: Any, retry: bool = True, **kwargs: Any) -> Any:
+        """``operation(*args, **kwargs)``; if the storage fails, switch to memory and (if
+        ``retry``: the operation does not hold on to the failed storage) run it again."""
         try:
-            return operation()
+            return operation(*args, **kwargs)
         except storage_errors() as exc:
             self._degrade(exc)
-            return operation() if retry else None
+            return operation(*args, **kwargs) if retry else None
 
     def _degrade(self, exc: BaseException) -> None:
         import optuna
@@ -270,9 +271,9 @@ class OptunaSearch:
     def status(self) -> dict:
         """Storage, sampler and per-study trial counts, for the run summary."""
         studies = {}
-        for name, study in self._studies.items():
+        for name, study in list(self._studies.items()):
             counts: dict[str, int] = {}
-            for trial in self._guarded(lambda: study.get_trials(deepcopy=False), retry=False) or []:
+            for trial in self._guarded(study.get_trials, deepcopy=False, retry=False) or []:
                 counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
             studies[name] = counts
         sampler = next(iter(self._studies.values())).sampler if self._studies else None
@@ -284,8 +285,8 @@ class OptunaSearch:
         """Every trial of the studies this run opened, so that a resume into a fresh storage
         (a new run directory, or in-memory studies) continues them with the same numbers."""
         out = {}
-        for name, study in self._studies.items():
-            trials = self._guarded(lambda: study.get_trials(deepcopy=False), retry=False) or []
+        for name, study in list(self._studies.items()):
+            trials = self._guarded(study.get_trials, deepcopy=False, retry=False) or []
             out[name] = [_trial_record(t) for t in trials]
         return {"studies": out}
 
@@ -294,9 +295,9 @@ class OptunaSearch:
         storage already holds (a resume in the same run directory) are not added again."""
         self.close()
         for name, records in (state.get("studies") or {}).items():
-            study = self._guarded(lambda: self._open_study(name, None))
+            study = self._guarded(self._open_study, name, None)
             have = len(study.get_trials(deepcopy=False))
-            self._guarded(lambda: study.add_trials([_frozen_trial(r) for r in records[have:]]), retry=False)
+            self._guarded(study.add_trials, [_frozen_trial(r) for r in records[have:]], retry=False)
 
 
 def _trial_record(trial: Any) -> dict:
@@ -379,8 +380,8 @@ def source_storage(source: str | os.PathLike) -> Any:
         return sqlite_storage(path)
     if path.suffix in (".journal", ".log"):
         return journal_storage(path)
-    raise ConfigError([f"search.warm_start: {path} is not a study file (accepted: a run directory, "
-                       ".sqlite/.sqlite3/.db, .journal/.log)"], "recipe")
+    accepted = "a run directory, .sqlite/.sqlite3/.db, .journal/.log"
+    raise ConfigError([f"search.warm_start: {path} is not a study file (accepted: {accepted})"], "recipe")
 
 
 def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[list[Any], list[str]]:
