@@ -122,10 +122,10 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
         print(f"  {name} = {act.get('value')} [{act.get('state')}]")
     if summary.get("last_metrics"):
         print("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["last_metrics"].items()))
-    search = summary.get("search") or {}
-    if search:
+    search = summary.get("search_info") or {}
+    if summary.get("search"):
         studies = ", ".join(f"{name} {sum(c.values())} trials" for name, c in (search.get("studies") or {}).items())
-        print(f"search: {search.get('backend')} {search.get('sampler') or ''} [{search.get('storage', '')}] {studies}".replace("  ", " "))
+        print(f"search: {summary['search']} {search.get('sampler') or ''} [{search.get('storage', '')}] {studies}".replace("  ", " "))
     for note in search.get("notes") or []:
         print(f"note: {note}")
     for err in summary.get("errors") or []:

@@ -81,7 +81,12 @@ def test_study_file_is_an_ordinary_optuna_rdb_study(tmp_path):
     assert summaries[0].direction is optuna.study.StudyDirection.MAXIMIZE
 
 
-def test_locked_sqlite_file_degrades_to_memory_and_training_goes_on(tmp_path, caplog):
+@pytest.fixture
+def short_lock_wait(monkeypatch):
+    monkeypatch.setattr("hotcb.modules.tune.search.SQLITE_TIMEOUT_S", 0.2)
+
+
+def test_locked_sqlite_file_degrades_to_memory_and_training_goes_on(tmp_path, caplog, short_lock_wait):
     sqlite_storage(tmp_path / STUDY_FILE)  # a valid study file, then held under an exclusive lock
     holder = sqlite3.connect(tmp_path / STUDY_FILE)
     holder.execute("BEGIN EXCLUSIVE")
@@ -91,7 +96,7 @@ def test_locked_sqlite_file_degrades_to_memory_and_training_goes_on(tmp_path, ca
     finally:
         holder.rollback()
         holder.close()
-    search = loop.kernel.tune.summary()["search"]
+    search = loop.kernel.tune.summary()["search_info"]
     assert search["storage"].startswith("memory (degraded")
     assert "unavailable" in caplog.text
     assert loop.kernel.tune.counts["applied"] > 0 and not loop.kernel.disabled
@@ -105,7 +110,7 @@ def test_corrupt_study_file_degrades_to_memory(tmp_path):
     search.tell(proposal, 0.5)
 
 
-def test_storage_that_fails_mid_run_degrades_without_losing_the_run(tmp_path):
+def test_storage_that_fails_mid_run_degrades_without_losing_the_run(tmp_path, short_lock_wait):
     search = make_search(SearchSpec(startup_trials=2, seed=0), tmp_path)
     first = search.ask(LR, "mid")
     search.tell(first, 0.1)

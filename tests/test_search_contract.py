@@ -70,7 +70,7 @@ def test_search_contract_in_a_tuned_run(tmp_path, option):
         for trial in trials:
             assert trial.state in (TrialState.COMPLETE, TrialState.FAIL)
             assert 0.5 <= trial.params["value"] <= 2.0 and trial.distributions["value"].log
-    status = loop.kernel.tune.summary()["search"]
+    status = loop.kernel.tune.summary()["search_info"]
     assert status["sampler"] == SAMPLER_CLASS[option["algorithm"]]
     if option["algorithm"] == "cmaes":
         assert any("CMA-ES needs two or more dimensions" in note for note in status["notes"])

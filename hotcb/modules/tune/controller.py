@@ -594,7 +594,8 @@ class HotTuneController:
             "actuators": {name: _describe(a) for name, a in self.mutable_state.items()},
             "last_metrics": self.last_metrics,
             "errors": self.errors[-10:],
-            "search": self._search.status() if self._search is not None else None,
+            "search": getattr(self._search, "backend", None),
+            "search_info": self._search.status() if self._search is not None else None,
             "updated": time.time(),
         }
 

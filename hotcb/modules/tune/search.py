@@ -34,6 +34,7 @@ from hotcb.modules.tune.storage import JOURNAL_FILE, STUDY_FILE
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'optuna is not installed; hottune falls back to random proposals. Install it with: pip install "hotcb[tune]"'
 PARAM = "value"  # the one parameter of every study
+SQLITE_TIMEOUT_S = 5.0  # how long a write waits on a lock (e.g. a reader) before the storage degrades
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class RandomSearch:
         pass
 
     def status(self) -> dict:
-        return {"backend": self.backend, "notes": [INSTALL_HINT]}
+        return {"notes": [INSTALL_HINT]}
 
     def state_dict(self) -> dict:
         return {}
@@ -277,7 +278,7 @@ class OptunaSearch:
                 counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
             studies[name] = counts
         sampler = next(iter(self._studies.values())).sampler if self._studies else None
-        return {"backend": self.backend, "storage": self.storage_label,
+        return {"storage": self.storage_label,
                 "sampler": type(sampler).__name__ if sampler is not None else None,
                 "studies": studies, "notes": list(self.notes)}
 
@@ -339,7 +340,7 @@ def sqlite_storage(path: str | os.PathLike) -> Any:
     import optuna
 
     url = "sqlite:///" + os.path.abspath(path)
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 5}})
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
 
 
 def journal_storage(path: str | os.PathLike) -> Any:
