@@ -157,3 +157,11 @@ def test_unknown_algorithm_is_a_clear_error(bad):
 
     with pytest.raises(ConfigError, match="search.algorithm"):
         TuneRecipe.from_dict({"search": {"algorithm": bad}})
+
+
+def test_a_process_that_writes_no_files_keeps_its_studies_in_memory(tmp_path):
+    """DDP ranks > 0 (is_writer=False) must not write the study file that rank 0 owns."""
+    loop = run_loop(tmp_path, epochs=6, is_writer=False)
+    assert loop.kernel.tune.counts["proposed"] > 0
+    assert loop.kernel.tune.summary()["search_info"]["storage"] == "memory"
+    assert not (tmp_path / STUDY_FILE).exists()

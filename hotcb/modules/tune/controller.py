@@ -133,7 +133,10 @@ class HotTuneController:
     @property
     def search(self):
         if self._search is None:
-            self._search = make_search(self.recipe.search, self.storage.run_dir, self._sampler_factory)
+            spec = self.recipe.search
+            if not self.storage.enabled:  # DDP ranks > 0 write no files, the study file included
+                spec = spec.model_copy(update={"storage": "memory"})
+            self._search = make_search(spec, self.storage.run_dir, self._sampler_factory)
         return self._search
 
     def families(self) -> dict[str, Family]:
