@@ -74,8 +74,18 @@ def test_journal_storage_holds_the_study(tmp_path):
 
 
 def test_study_file_is_an_ordinary_optuna_rdb_study(tmp_path):
-    """What optuna-dashboard opens: `optuna-dashboard sqlite:///RUN/hotcb.tune.study.sqlite`."""
-    run_loop(tmp_path, epochs=8)
+    """What optuna-dashboard opens: `optuna-dashboard sqlite:///RUN/hotcb.tune.study.sqlite`,
+    also while the run writes (a second connection reads between decisions)."""
+    seen = []
+
+    def read_while_running(kernel, epoch):
+        url = f"sqlite:///{tmp_path / STUDY_FILE}"
+        if (tmp_path / STUDY_FILE).exists() and "opt.lr_mult" in optuna.study.get_all_study_names(url):
+            seen.append(len(optuna.load_study(study_name="opt.lr_mult", storage=url).trials))
+        return False
+
+    run_loop(tmp_path, epochs=8, stop=read_while_running)
+    assert seen and seen == sorted(seen) and seen[-1] > seen[0]
     summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / STUDY_FILE}")
     assert [s.study_name for s in summaries] == ["opt.lr_mult"]
     assert summaries[0].direction is optuna.study.StudyDirection.MAXIMIZE
