@@ -83,3 +83,20 @@ def test_search_contract_in_a_tuned_run(tmp_path, option):
     assert status["sampler"] == expected
     if expected == "CmaEsSampler":
         assert any("CMA-ES needs two or more dimensions" in note for note in status["notes"])
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_missing_sampler_modules_are_refused_before_training(tmp_path, monkeypatch, option):
+    import importlib.util
+
+    from hotcb.config_errors import ConfigError
+    from hotcb.modules.tune.search import SAMPLER_NEEDS
+
+    needs = SAMPLER_NEEDS.get(_expected_sampler(option), ())
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in needs else real_find_spec(name, *a))
+    if not needs:
+        run_loop(tmp_path, recipe(**_spec(option, storage="memory")), epochs=1)
+        return
+    with pytest.raises(ConfigError, match=f"search: .*{_expected_sampler(option)} needs {needs[0]}"):
+        run_loop(tmp_path, recipe(**_spec(option, storage="memory")), epochs=1)

@@ -23,7 +23,7 @@ from hotcb.actuators.base import ActuatorState
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
-from hotcb.modules.tune.search import Proposal, check_warm_start, make_search
+from hotcb.modules.tune.search import Proposal, check_sampler_modules, check_warm_start, make_search
 from hotcb.modules.tune.storage import TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,10 @@ class HotTuneController:
         self._pending_cancel: Optional[dict] = None
         self._warned: set[str] = set()
         self._warned_state = False
-        if write_files:
-            check_warm_start(recipe)  # a bad warm-start source is a config error, found before training
+        if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST):  # config errors, found before training
+            check_sampler_modules(recipe.search)
+            if write_files:
+                check_warm_start(recipe)
         self.storage.write_recipe(recipe.to_dict())
 
     # -- plumbing ---------------------------------------------------------------------------

@@ -138,6 +138,23 @@ def default_sampler_factory(spec: SearchSpec, allowed: tuple[str, ...] = ()) -> 
     return factories[spec.algorithm]
 
 
+# Modules a sampler imports only when it first samples; checked before training instead.
+SAMPLER_NEEDS = {"GPSampler": ("scipy", "torch"), "QMCSampler": ("scipy",)}
+SAMPLER_OF_ALGORITHM = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
+                        "qmc": "QMCSampler"}
+
+
+def check_sampler_modules(spec: SearchSpec) -> None:
+    """Refuse, before training, a sampler whose optional modules are not installed."""
+    import importlib.util
+
+    target = (spec.sampler or {}).get("_target_") or SAMPLER_OF_ALGORITHM[spec.algorithm]
+    missing = [m for m in SAMPLER_NEEDS.get(str(target).rsplit(".", 1)[-1], ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError([f"search: {target} needs {', '.join(missing)}, which is not installed "
+                           f'(pip install "hotcb[tune]"; torch: the build for your hardware)'], "recipe")
+
+
 def one_dimensional_note(sampler: Any) -> str:
     """Why a sampler does not do what its name says on hotcb's 1-D studies ('' when it does)."""
     import optuna
