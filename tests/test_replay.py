@@ -6,7 +6,7 @@ import math
 
 import pytest
 from conftest import hotcb_cli
-from tune_driver import BASE_LR, run_loop
+from tune_driver import BASE_LR, checkpoint, run_loop
 
 from hotcb.modules.tune.storage import STUDY_FILE, read_mutations
 
@@ -61,6 +61,33 @@ def test_cli_replay_without_a_source_is_rejected_by_the_job(tmp_path):
     assert loop.kernel.tune.mode.value == "off"
     ledger = (tmp_path / "hotcb.applied.jsonl").read_text()
     assert "replay mode needs --from RUN_DIR" in ledger
+
+
+def test_replay_resumed_from_a_checkpoint_applies_nothing_twice(tmp_path, source_run):
+    source_dir, _ = source_run
+    wanted = _accepted(source_dir)
+    saved = {}
+
+    def stop(kernel, epoch):
+        if 0 < kernel.tune.counts["replayed"] < len(wanted):
+            saved["state"] = checkpoint(kernel, epoch)
+            return True
+        return False
+
+    run_loop(tmp_path, mode="replay", epochs=12, replay_from=str(source_dir), stop=stop)
+    loop = run_loop(tmp_path, mode="replay", epochs=12, replay_from=str(source_dir), state=saved["state"])
+    _assert_replayed(tmp_path, source_dir, loop)
+
+
+def test_a_replay_source_without_mutation_log_is_refused(tmp_path):
+    from hotcb.config_errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tune.replay_from: replay source .* has no hotcb.tune.mutations.jsonl"):
+        run_loop(tmp_path / "run", mode="replay", epochs=1, replay_from=str(tmp_path))
+    assert hotcb_cli("--dir", str(tmp_path), "tune", "enable", "--mode", "replay", "--from", str(tmp_path)).returncode == 0
+    loop = run_loop(tmp_path, mode="off", epochs=1)
+    assert loop.kernel.tune.mode.value == "off"
+    assert "has no hotcb.tune.mutations.jsonl" in (tmp_path / "hotcb.applied.jsonl").read_text()
 
 
 def test_replay_mismatch_is_logged_as_failed_and_training_continues(tmp_path, source_run):

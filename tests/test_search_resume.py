@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from optuna.trial import TrialState
-from tune_driver import assert_trials_match_segments, run_loop, trials_by_study
+from tune_driver import assert_trials_match_segments, checkpoint, run_loop, trials_by_study
 
 from hotcb.modules.tune.storage import read_mutations
 
@@ -17,7 +17,7 @@ def _stop_mid_segment(saved: dict):
     def stop(kernel, epoch):
         tune = kernel.tune
         if tune.counts["proposed"] >= 4 and tune.segment is not None and tune.segment.proposal is not None:
-            saved["state"] = {"kernel": kernel.state_dict(), "epoch": epoch + 1}
+            saved["state"] = checkpoint(kernel, epoch)
             saved["open_trial"] = tune.segment.proposal.trial
             return True
         return False

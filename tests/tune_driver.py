@@ -61,6 +61,7 @@ def run_loop(run_dir: str | Path, tune_recipe: Optional[dict] = None, *, mode: s
     start_epoch = 0
     if state is not None:
         kernel.load_state_dict(state["kernel"])
+        optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"]
     noise = random.Random(seed)
     loop = Loop(kernel, optimizer)
@@ -79,9 +80,11 @@ def run_loop(run_dir: str | Path, tune_recipe: Optional[dict] = None, *, mode: s
     return loop
 
 
-def checkpoint(loop: Loop, epoch: int) -> dict:
-    """What a checkpoint would hold after ``epoch`` (0-based) finished."""
-    return {"kernel": copy.deepcopy(loop.kernel.state_dict()), "epoch": epoch + 1}
+def checkpoint(kernel: HotKernel, epoch: int) -> dict:
+    """What a checkpoint holds after ``epoch`` (0-based) finished: tuner and optimizer state."""
+    optimizer = kernel.mutable_state["opt.lr"].optimizer
+    return {"kernel": copy.deepcopy(kernel.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "epoch": epoch + 1}
 
 
 def _env(step: int, max_steps: int, optimizer: Any, loss: float) -> dict:

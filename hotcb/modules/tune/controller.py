@@ -16,6 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 from hotcb.actuators import state as training_state
@@ -24,7 +25,7 @@ from hotcb.actuators.mutable_state import MutableState
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
 from hotcb.modules.tune.search import Proposal, check_sampler_modules, check_warm_start, make_search
-from hotcb.modules.tune.storage import TuneStorage, read_mutations
+from hotcb.modules.tune.storage import MUTATIONS_FILE, TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,17 @@ class HotTuneController:
         self.errors: list[str] = []
         self.replay_from = replay_from
         self._replay_queue: Optional[list[dict]] = None
+        self._replayed: list[str] = []  # source mutation ids done (replayed or failed), kept across resumes
         self._pending_cancel: Optional[dict] = None
         self._warned: set[str] = set()
         self._warned_state = False
+        if self.mode is TuneMode.REPLAY and replay_from:
+            try:
+                self._replay_queue = self._load_replay(replay_from)
+            except ValueError as exc:
+                from hotcb.config_errors import ConfigError
+
+                raise ConfigError([f"tune.replay_from: {exc}"], "hotcb") from None
         if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST):  # config errors, found before training
             check_sampler_modules(recipe.search)
             if write_files:
@@ -501,12 +510,16 @@ class HotTuneController:
                 self._replay_queue = []
                 log.warning("hotcb tune: replay mode needs a run to replay from (tune enable --mode replay --from RUN)")
                 return
-            self._replay_queue = [r for r in read_mutations(self.replay_from) if r.get("status") == "applied"]
-            accepted = {r["id"] for r in read_mutations(self.replay_from) if r.get("status") == "accepted"}
-            self._replay_queue = [r for r in self._replay_queue if r["id"] in accepted]
+            try:
+                self._replay_queue = self._load_replay(self.replay_from)
+            except ValueError as exc:
+                self._replay_queue = []
+                log.warning("hotcb tune: %s", exc)
+                return
         step = self._step(env)
         while self._replay_queue and int(self._replay_queue[0].get("step", 0)) <= step:
             src = self._replay_queue.pop(0)
+            self._replayed.append(src["id"])
             actuator = self.mutable_state.get(src.get("actuator", ""))
             record = {"id": f"r-{src['id']}", "step": step, "family": src.get("family"), "actuator": src.get("actuator"),
                       "patch": src.get("patch"), "value": src.get("value"), "replayed_from": src["id"]}
@@ -523,6 +536,16 @@ class HotTuneController:
                 self.counts["failed"] += 1
                 self._log_mutation(record, "failed", reason=result.detail)
 
+    def _load_replay(self, source: str) -> list[dict]:
+        """``source``'s accepted mutations in step order, less those this run already replayed
+        (after a resume the checkpoint holds them); ValueError when it has no mutation log."""
+        if not (Path(source) / MUTATIONS_FILE).is_file():
+            raise ValueError(f"replay source {source} has no {MUTATIONS_FILE} (is it a tuned run directory?)")
+        records = read_mutations(source)
+        accepted = {r["id"] for r in records if r.get("status") == "accepted"}
+        done = set(self._replayed)
+        return [r for r in records if r.get("status") == "applied" and r["id"] in accepted and r["id"] not in done]
+
     # -- commands ---------------------------------------------------------------------------
     def handle(self, op: str, args: dict) -> str:
         """Apply a live ``tune`` command; raises CommandRejected with the reason."""
@@ -535,7 +558,11 @@ class HotTuneController:
                 source = args.get("from")
                 if not source:
                     raise CommandRejected("replay mode needs --from RUN_DIR")
-                self.replay_from, self._replay_queue = str(source), None
+                try:
+                    queue = self._load_replay(str(source))
+                except ValueError as exc:
+                    raise CommandRejected(str(exc)) from None
+                self.replay_from, self._replay_queue = str(source), queue
             resumed = bool(self.paused_reason)
             self.paused_reason, self.reject_streak = "", 0
             self.mode = mode
@@ -633,6 +660,7 @@ class HotTuneController:
             "control_rates": list(self.evaluator.control_rates),
             "last_was_mutation": self._last_was_mutation,
             "search": self._search.state_dict() if self._search is not None else None,
+            "replay": {"from": self.replay_from, "done": list(self._replayed)},
             "open_segment": None if seg is None or seg.control else {
                 "id": seg.id, "mutation_id": seg.mutation_id, "family": seg.family.name,
                 "actuator": seg.family.actuator, "params_snapshot": seg.params_snapshot,
@@ -656,6 +684,9 @@ class HotTuneController:
         self._last_was_mutation = state["last_was_mutation"]
         self.segment = None
         self._pending_cancel = state.get("open_segment")
+        replay = state.get("replay") or {}
+        self.replay_from = replay.get("from") or self.replay_from
+        self._replayed, self._replay_queue = list(replay.get("done") or []), None
         if state.get("search"):
             self.search.load_state_dict(state["search"])  # closes the open segment's trial as FAIL
         self.storage.write_recipe(self.recipe.to_dict())
