@@ -139,7 +139,7 @@ def default_sampler_factory(spec: SearchSpec, allowed: tuple[str, ...] = ()) -> 
 
 
 # Modules a sampler imports only when it first samples; checked before training instead.
-SAMPLER_NEEDS = {"GPSampler": ("scipy", "torch"), "QMCSampler": ("scipy",)}
+SAMPLER_NEEDS = {"GPSampler": ("scipy", "torch"), "QMCSampler": ("scipy",), "CmaEsSampler": ("cmaes",)}
 SAMPLER_OF_ALGORITHM = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
                         "qmc": "QMCSampler"}
 
@@ -153,20 +153,6 @@ def check_sampler_modules(spec: SearchSpec) -> None:
     if missing:
         raise ConfigError([f"search: {target} needs {', '.join(missing)}, which is not installed "
                            f'(pip install "hotcb[tune]"; torch: the build for your hardware)'], "recipe")
-
-
-def one_dimensional_note(sampler: Any) -> str:
-    """Why a sampler does not do what its name says on hotcb's 1-D studies ('' when it does)."""
-    import optuna
-
-    if isinstance(sampler, optuna.samplers.CmaEsSampler):
-        fallback = type(getattr(sampler, "_independent_sampler", None)).__name__
-        return (
-            "search: CMA-ES needs two or more dimensions and every hotcb study is one-dimensional "
-            f"(one per mutation family), so Optuna samples each study with CmaEsSampler's "
-            f"independent_sampler ({fallback}); use search=tpe or search=gp for a sampler that learns here"
-        )
-    return ""
 
 
 def storage_errors() -> tuple[type[BaseException], ...]:
@@ -207,9 +193,7 @@ class OptunaSearch:
     def _open_study(self, name: str, family: Optional[Family]):
         import optuna
 
-        sampler = self._sampler_factory()
-        self._note(one_dimensional_note(sampler))
-        study = optuna.create_study(study_name=name, storage=self.storage, sampler=sampler,
+        study = optuna.create_study(study_name=name, storage=self.storage, sampler=self._sampler_factory(),
                                     direction="maximize", load_if_exists=True)
         _fail_stale_trials(study)
         if family is not None and not study.get_trials(deepcopy=False):
