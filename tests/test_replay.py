@@ -82,9 +82,11 @@ def test_replay_resumed_from_a_checkpoint_applies_nothing_twice(tmp_path, source
 def test_a_replay_source_without_mutation_log_is_refused(tmp_path):
     from hotcb.config_errors import ConfigError
 
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(ConfigError, match="tune.replay_from: replay source .* has no hotcb.tune.mutations.jsonl"):
-        run_loop(tmp_path / "run", mode="replay", epochs=1, replay_from=str(tmp_path))
-    assert hotcb_cli("--dir", str(tmp_path), "tune", "enable", "--mode", "replay", "--from", str(tmp_path)).returncode == 0
+        run_loop(tmp_path / "run", mode="replay", epochs=1, replay_from=str(empty))
+    assert hotcb_cli("--dir", str(tmp_path), "tune", "enable", "--mode", "replay", "--from", str(empty)).returncode == 0
     loop = run_loop(tmp_path, mode="off", epochs=1)
     assert loop.kernel.tune.mode.value == "off"
     assert "has no hotcb.tune.mutations.jsonl" in (tmp_path / "hotcb.applied.jsonl").read_text()

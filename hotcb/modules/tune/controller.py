@@ -25,7 +25,7 @@ from hotcb.actuators.mutable_state import MutableState
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
 from hotcb.modules.tune.search import Proposal, check_sampler_modules, check_warm_start, make_search
-from hotcb.modules.tune.storage import MUTATIONS_FILE, TuneStorage, read_mutations
+from hotcb.modules.tune.storage import MUTATIONS_FILE, RECIPE_FILE, TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
 
@@ -538,9 +538,9 @@ class HotTuneController:
 
     def _load_replay(self, source: str) -> list[dict]:
         """``source``'s accepted mutations in step order, less those this run already replayed
-        (after a resume the checkpoint holds them); ValueError when it has no mutation log."""
-        if not (Path(source) / MUTATIONS_FILE).is_file():
-            raise ValueError(f"replay source {source} has no {MUTATIONS_FILE} (is it a tuned run directory?)")
+        (after a resume the checkpoint holds them); ValueError when it is not a tuned run."""
+        if not any((Path(source) / name).is_file() for name in (MUTATIONS_FILE, RECIPE_FILE)):
+            raise ValueError(f"replay source {source} has no {MUTATIONS_FILE} or {RECIPE_FILE} (is it a tuned run directory?)")
         records = read_mutations(source)
         accepted = {r["id"] for r in records if r.get("status") == "accepted"}
         done = set(self._replayed)
