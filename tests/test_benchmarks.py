@@ -55,9 +55,11 @@ def test_every_task_and_method_renders(short_tasks, tmp_path):
              "process": {"python_ms": 1.0, "import_hotcb_ms": 2.0, "import_kernel_ms": 3.0},
              "snapshot": [{"params": 10, "param_mb": 0.1, "snapshot_mb": 0.3, "capture_ms": 0.1}]}
     names = report.plots(results, tmp_path / "benchmarks")
+    baselines = {"decisions": 3, "oracle_helpful": 1,
+                 "pre": {"agreement": 0.5, "accept_rate": 1.0, "accepts_harmful": 1.0, "accepts_helpful": 1.0}}
     text = render(results, costs, names, "python -m examples.benchmarks --quick",
-                  argparse.Namespace(quick=True, trials=2), [0], 1.0)
-    assert "### T4" in text and "## Where hottune stands" in text
+                  argparse.Namespace(quick=True, trials=2), [0], 1.0, baselines)
+    assert "### T4" in text and "## Where hottune stands" in text and "| pre | 0.50 |" in text
     assert all((tmp_path / "benchmarks" / n).stat().st_size > 0 for n in names)
 
 

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     for task in chosen:
         print(f"{task.title}: {len(seeds)} seeds", flush=True)
         results.append(run_task(task, seeds, args.trials))
+    baselines = acceptance_baselines(len(seeds))
     print("overhead ...", flush=True)
     costs = overhead.measure()
     elapsed = time.perf_counter() - started
@@ -43,12 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     plot_names = report.plots(results, out.parent / report.PLOT_DIR)
     command = "python -m examples.benchmarks " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, costs, plot_names, command.strip(), args, seeds, elapsed))
+    out.write_text(render(results, costs, plot_names, command.strip(), args, seeds, elapsed, baselines))
     print(f"wrote {out} in {elapsed / 60:.1f} min", flush=True)
     return 0
 
 
-def render(results, costs, plot_names, command, args, seeds, elapsed) -> str:
+def acceptance_baselines(seeds: int) -> dict | None:
+    """Issue 4's study of the acceptance baselines against the same kind of oracle, when present."""
+    if importlib.util.find_spec("examples.benchmarks.decision_quality") is None:
+        return None
+    from examples.benchmarks import decision_quality
+
+    print("acceptance baselines (examples.benchmarks.decision_quality) ...", flush=True)
+    return decision_quality.main(["--seeds", str(seeds)])
+
+
+def render(results, costs, plot_names, command, args, seeds, elapsed, baselines=None) -> str:
     ray = importlib.util.find_spec("ray") is not None
     label = "QUICK run (--quick: fewer seeds; indicative only)" if args.quick else "full run"
     parts = [
@@ -119,6 +130,7 @@ def render(results, costs, plot_names, command, args, seeds, elapsed) -> str:
         "",
         report.quality_table(results),
         "",
+        *report.baselines_section(baselines),
         "## Overhead",
         "",
         report.overhead_tables(costs),

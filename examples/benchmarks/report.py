@@ -61,6 +61,22 @@ def quality_table(results: list[TaskResults]) -> str:
     return "\n".join(lines)
 
 
+def baselines_section(summary: dict | None) -> list[str]:
+    """The acceptance-baseline study of ``examples.benchmarks.decision_quality`` (random lr
+    multipliers on digits, each judged by every baseline), when that module is present."""
+    if summary is None:
+        return []
+    variants = {k: v for k, v in summary.items() if isinstance(v, dict) and "agreement" in v}
+    lines = ["Acceptance baselines judged on the same random mutations (`python -m examples.benchmarks.decision_quality`,",
+             f"{summary.get('decisions')} decisions, {summary.get('oracle_helpful')} helpful by the oracle):", "",
+             "| baseline | agreement | accept rate | accepts harmful | accepts helpful |", "|---|---|---|---|---|"]
+    fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    for name, v in variants.items():
+        lines.append(f"| {name} | {fmt(v.get('agreement'))} | {fmt(v.get('accept_rate'))} | "
+                     f"{fmt(v.get('accepts_harmful'))} | {fmt(v.get('accepts_helpful'))} |")
+    return lines + [""]
+
+
 def overhead_tables(o: dict) -> str:
     a, p = o["apply"], o["process"]
     decision = "—" if a.get("decision_ms") is None else f"{a['decision_ms']:.1f} ms (first: {a['decision_first_ms']:.1f} ms; {a['decisions_timed']} timed)"
@@ -134,11 +150,15 @@ def plots(results: list[TaskResults], out_dir: Path) -> list[str]:
                     c = runs[0].curve
                     ax.step([p[0] for p in c], [p[2] for p in c], where="post", label=label)
             ax.set_yscale("log" if kind == "loss" or task.log_space else "linear")
+            if kind == "loss":  # a run that blows up mid-way (and recovers) must not flatten the rest
+                start = np.median([r.curve[0][1] for runs in res.runs.values() for r in runs if r.curve])
+                ax.set_ylim(top=10 * start)
             ax.set_title(task.name, fontsize=10)
             ax.set_xlabel("train steps taken")
             ax.set_ylabel(ylabel if kind == "loss" else task.knob)
             ax.axvline(task.max_steps, color="grey", lw=0.5, ls=":")
-        axes[0][0].legend(fontsize=7)
+        for ax in axes[0]:
+            ax.legend(fontsize=6)
         fig.tight_layout()
         name = f"{kind}.png"
         fig.savefig(out_dir / name, dpi=90)
