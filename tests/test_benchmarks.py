@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("optuna")
 pytest.importorskip("sklearn")
 
-from examples.benchmarks import report  # noqa: E402
-from examples.benchmarks.__main__ import render  # noqa: E402
-from examples.benchmarks.counterfactual import summarize  # noqa: E402
-from examples.benchmarks.run import METHODS, run  # noqa: E402
-from examples.benchmarks.suite import rows, run_task  # noqa: E402
-from examples.benchmarks.tasks import nqm_expected_loss, tasks  # noqa: E402
+from examples.benchmarks import report
+from examples.benchmarks.__main__ import render
+from examples.benchmarks.counterfactual import summarize
+from examples.benchmarks.run import METHODS, run
+from examples.benchmarks.suite import rows, run_task
+from examples.benchmarks.tasks import nqm_expected_loss, tasks
 
 
 @pytest.fixture(scope="module")

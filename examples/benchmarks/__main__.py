@@ -116,8 +116,8 @@ def render(results, costs, plot_names, command, args, seeds, elapsed, baselines=
     ]
     for res in results:
         parts += [f"### {res.task.title}", "", report.task_table(res), "",
-                  f"Sweep-best knob per seed: {', '.join(f'{k:.3g}' for k in res.sweep_knobs)}; "
-                  f"task wall time {res.seconds:.0f} s.", ""]
+                  (f"Sweep-best knob per seed: {', '.join(f'{k:.3g}' for k in res.sweep_knobs)}; "
+                   f"task wall time {res.seconds:.0f} s."), ""]
     parts += [
         "## Decision quality",
         "",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass
@@ -23,10 +23,10 @@ class Branches:
     without: float  # val/loss at the horizon with the change undone
     _mutated: Any = None  # a copy of the run right after the change, for blocked segments
     _horizon: int = 0
-    with_change: Optional[float] = None
-    accepted: Optional[bool] = None
+    with_change: float | None = None
+    accepted: bool | None = None
 
-    def judged(self, accepted: bool, post: Optional[float]) -> None:
+    def judged(self, accepted: bool, post: float | None) -> None:
         self.accepted = accepted
         if post is None or not math.isfinite(post):
             post = _train_to(self._mutated, self.step, self._horizon)

@@ -70,7 +70,7 @@ def baselines_section(summary: dict | None) -> list[str]:
     lines = ["Acceptance baselines judged on the same random mutations (`python -m examples.benchmarks.decision_quality`,",
              f"{summary.get('decisions')} decisions, {summary.get('oracle_helpful')} helpful by the oracle):", "",
              "| baseline | agreement | accept rate | accepts harmful | accepts helpful |", "|---|---|---|---|---|"]
-    fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else f"{v:.2f}"
     for name, v in variants.items():
         lines.append(f"| {name} | {fmt(v.get('agreement'))} | {fmt(v.get('accept_rate'))} | "
                      f"{fmt(v.get('accepts_harmful'))} | {fmt(v.get('accepts_helpful'))} |")

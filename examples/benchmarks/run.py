@@ -21,11 +21,10 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from examples.benchmarks.counterfactual import Branches, other_branch
+from examples.benchmarks.counterfactual import other_branch
 from examples.benchmarks.tasks import Task
 
 SEED_RECIPE = {"baseline": "pre", "rollback": "params"}  # the seed's semantics
@@ -36,7 +35,7 @@ DEFAULT_RECIPE: dict = {}  # the library defaults (baseline trend, rollback stat
 class Method:
     name: str
     kind: str  # constant | plateau | oracle | hottune
-    acceptance: Optional[dict] = None  # hottune only: overrides of the recipe's acceptance section
+    acceptance: dict | None = None  # hottune only: overrides of the recipe's acceptance section
 
 
 METHODS = {
@@ -63,7 +62,7 @@ class RunResult:
     def final_loss(self) -> float:
         return self.final["val/loss"]
 
-    def steps_to(self, target: float) -> Optional[int]:
+    def steps_to(self, target: float) -> int | None:
         """Steps taken until val/loss first reached ``target`` (None if never)."""
         return next((s for s, loss, _ in self.curve if loss <= target), None)
 
@@ -84,8 +83,8 @@ def knob_value(task: Task, problem) -> float:
     return problem.weights["aux"] if task.knob == "aux" else problem.lr
 
 
-def run(task: Task, seed: int, method: Method, knob: Optional[float] = None,
-        decision_quality: bool = True, run_dir: Optional[str] = None) -> RunResult:
+def run(task: Task, seed: int, method: Method, knob: float | None = None,
+        decision_quality: bool = True, run_dir: str | None = None) -> RunResult:
     """Train ``task`` once; ``knob`` overrides the starting value (the sweep uses it)."""
     torch.set_num_threads(1)
     problem = task.build(seed, task.start if knob is None else knob)
@@ -204,6 +203,3 @@ class _Tail:
         end = data.rfind(b"\n") + 1
         self.offset += end
         return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
-
-
-__all__ = ["METHODS", "Method", "RunResult", "Branches", "run", "recipe_for"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from examples.benchmarks.counterfactual import summarize
 from examples.benchmarks.run import METHODS, RunResult, run
@@ -64,13 +64,13 @@ class Row:
     method: str
     compute: float  # multiples of one run's max_steps
     loss: tuple[float, float]
-    acc: Optional[tuple[float, float]]
+    acc: tuple[float, float] | None
     steps_to_sweep: tuple[float, int, int]  # (mean steps where reached, reached, seeds)
     gap_closed: float
     diverged: int
     final_knob: tuple[float, float]
-    regret: Optional[tuple[float, float]] = None
-    quality: Optional[dict] = None
+    regret: tuple[float, float] | None = None
+    quality: dict | None = None
 
 
 def rows(res: TaskResults) -> list[Row]:

@@ -12,9 +12,9 @@ offline sweep searches one constant value of it in ``Task.space``, hottune moves
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ class Problem:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    weights: Optional[dict] = None
+    weights: dict | None = None
 
     def train_step(self, step: int) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -190,6 +190,11 @@ def nqm_oracle_pieces(max_steps: int, pieces: int = 10) -> tuple[float, ...]:
 
 
 # -- T4: triangle (the best lr follows a known schedule) -----------------------------------------
+def triangle_curvature(step: int, max_steps: int, h_max: float = 10.0) -> float:
+    frac = min(max(step / max_steps, 0.0), 1.0)
+    return 1.0 + (h_max - 1.0) * (1.0 - abs(2.0 * frac - 1.0))
+
+
 class Triangle(Problem):
     """A target moving at constant speed, chased by SGD on ``0.5 * h(t) * |w - c(t)|^2`` whose
     curvature ``h(t)`` rises from 1 to 10 and back (a triangle). The step ``lr = 1/h(t)`` lands
@@ -210,8 +215,7 @@ class Triangle(Problem):
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
 
     def curvature(self, step: int) -> float:
-        frac = min(max(step / self.max_steps, 0.0), 1.0)
-        return 1.0 + (self.h_max - 1.0) * (1.0 - abs(2.0 * frac - 1.0))
+        return triangle_curvature(step, self.max_steps, self.h_max)
 
     def target(self, step: int) -> torch.Tensor:
         return self.c0 + self.speed * step * self.direction
@@ -243,7 +247,7 @@ class Task:
     eval_every: int
     make: Callable[[int, float, int], Problem] = field(repr=False)
     recipe_actuators: dict = field(default_factory=lambda: LR_MULT, repr=False)
-    oracle: Optional[Callable[[int, int], float]] = field(default=None, repr=False)  # lr at (step, max_steps)
+    oracle: Callable[[int, int], float] | None = field(default=None, repr=False)  # lr at (step, max_steps)
     has_accuracy: bool = False
     family: str = ""  # tasks of one family differ only in their start: they share one sweep
 
@@ -258,7 +262,7 @@ def _nqm_oracle(step: int, max_steps: int) -> float:
 
 
 def _triangle_oracle(step: int, max_steps: int) -> float:
-    return 1.0 / Triangle(0, 1.0, max_steps).curvature(step)
+    return 1.0 / triangle_curvature(step, max_steps, Triangle.h_max)
 
 
 DIGITS_LR = 3e-3  # the best constant Adam lr for this MLP (from a grid); T1 starts 10x off it
