@@ -109,6 +109,7 @@ class TwoLossProblem(Problem):
         self.ya = self._target_a(self.xa) + 0.3 * torch.randn(self.n_a, generator=g)
         self.xv = torch.randn(1000, self.dim, generator=g)
         self.yv = self._target_a(self.xv)
+        self.scale = float(self.yv.var())  # val/loss is relative: 1.0 = predicting the mean
         torch.manual_seed(seed)
         self.model = nn.ModuleDict({
             "trunk": nn.Linear(self.dim, self.rank, bias=False),
@@ -135,7 +136,7 @@ class TwoLossProblem(Problem):
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
-        return {"val/loss": float(nn.functional.mse_loss(self._predict_a(self.xv), self.yv))}
+        return {"val/loss": float(nn.functional.mse_loss(self._predict_a(self.xv), self.yv)) / self.scale}
 
 
 # -- T3: noisy quadratic model (short-horizon bias) ---------------------------------------------
