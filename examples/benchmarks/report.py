@@ -105,7 +105,8 @@ def standing(results: list[TaskResults]) -> str:
 
     Seeds differ in difficulty far more than methods do, so methods are compared in pairs on
     the same seed: *beats* when hottune's final val/loss is lower on at least 80% of the seeds,
-    *loses to* when on at most 20%, *mixed* otherwise."""
+    *loses to* when higher on at least 80%, *mixed* otherwise. Exact ties are counted apart
+    (a tuner whose every change was rolled back by state ends exactly where constant does)."""
     out = []
     for res in results:
         table = {r.method: r for r in rows(res)}
@@ -116,10 +117,12 @@ def standing(results: list[TaskResults]) -> str:
             for other in [k for k in names if not k.startswith("hottune")]:
                 theirs = [r.final_loss for r in res.runs[other]]
                 wins = sum(a < b for a, b in zip(mine, theirs))
-                n = len(mine)
-                verdict = "beats" if wins >= 0.8 * n else "loses to" if wins <= 0.2 * n else "mixed against"
+                losses = sum(a > b for a, b in zip(mine, theirs))
+                n, ties = len(mine), len(mine) - wins - losses
+                verdict = "beats" if wins >= 0.8 * n else "loses to" if losses >= 0.8 * n else "mixed against"
                 delta = mean_sd([a - b for a, b in zip(mine, theirs)])
-                parts.append(f"{verdict} {names[other]} (better on {wins}/{n} seeds, Δ {_pm(delta)})")
+                tied = f", tied on {ties}" if ties else ""
+                parts.append(f"{verdict} {names[other]} (better on {wins}/{n} seeds{tied}, Δ {_pm(delta)})")
             row = table[names[tuned]]
             gap = "—" if math.isnan(row.gap_closed) else f"{row.gap_closed:+.2f}"
             out.append(f"- **{res.task.name}, {names[tuned]}** at {row.compute:.2f}x compute: "
@@ -135,7 +138,7 @@ def plots(results: list[TaskResults], out_dir: Path) -> list[str]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
-    for kind, ylabel in (("loss", "val/loss (mean over seeds)"), ("knob", "knob (seed 0)")):
+    for kind, ylabel in (("loss", "val/loss (median over seeds)"), ("knob", "knob (seed 0)")):
         fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
         for ax, res in zip(axes[0], results):
             task = res.task
@@ -146,9 +149,9 @@ def plots(results: list[TaskResults], out_dir: Path) -> list[str]:
                 if kind == "loss":
                     ys = [np.interp(grid, [c[0] for c in r.curve], [c[1] for c in r.curve], right=np.nan)
                           for r in runs if r.curve]
-                    with warnings.catch_warnings():  # past every run's end the mean is empty
+                    with warnings.catch_warnings():  # past every run's end the median is empty
                         warnings.simplefilter("ignore", RuntimeWarning)
-                        ax.plot(grid, np.nanmean(np.array(ys), axis=0), label=label)
+                        ax.plot(grid, np.nanmedian(np.array(ys), axis=0), label=label)
                 else:
                     c = runs[0].curve
                     ax.step([p[0] for p in c], [p[2] for p in c], where="post", label=label)
