@@ -70,6 +70,7 @@ def render(results, costs, plot_names, command, args, seeds, elapsed, baselines=
         f"- **{label}**, {len(seeds)} seeds ({', '.join(map(str, seeds))}), sweep of {args.trials} runs",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; wall time {elapsed / 60:.1f} min",
         f"- machine: {report.machine()}",
+        f"- code: {report.revision()}",
         f"- command: `{command}`",
         "",
         "## What is compared",

@@ -188,3 +188,15 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} logical CPUs (shared with other jobs while it ran), "
             f"Python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.release()}")
+
+
+def revision() -> str:
+    """The git commit the figures were produced from, marked dirty when the tree had changes."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {sha}" + (" with uncommitted changes" if dirty else "")
