@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hotcb").setLevel(logging.ERROR)  # paused-after-rejects warnings are part of the data
     warnings.filterwarnings("ignore")
 
+    revision = report.revision()  # before this run rewrites the tracked report and plots
     started = time.perf_counter()
     chosen = [t for t in tasks() if not args.tasks or t.name in args.tasks]
     results = []
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_names = report.plots(results, out.parent / report.PLOT_DIR)
     command = "python -m examples.benchmarks " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, costs, plot_names, command.strip(), args, seeds, elapsed, baselines))
+    out.write_text(render(results, costs, plot_names, command.strip(), args, seeds, elapsed, baselines, revision))
     print(f"wrote {out} in {elapsed / 60:.1f} min", flush=True)
     return 0
 
@@ -59,7 +60,7 @@ def acceptance_baselines(seeds: int) -> dict | None:
     return decision_quality.main(["--seeds", str(seeds)])
 
 
-def render(results, costs, plot_names, command, args, seeds, elapsed, baselines=None) -> str:
+def render(results, costs, plot_names, command, args, seeds, elapsed, baselines=None, revision="") -> str:
     ray = importlib.util.find_spec("ray") is not None
     label = "QUICK run (--quick: fewer seeds; indicative only)" if args.quick else "full run"
     parts = [
@@ -70,7 +71,7 @@ def render(results, costs, plot_names, command, args, seeds, elapsed, baselines=
         f"- **{label}**, {len(seeds)} seeds ({', '.join(map(str, seeds))}), sweep of {args.trials} runs",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; wall time {elapsed / 60:.1f} min",
         f"- machine: {report.machine()}",
-        f"- code: {report.revision()}",
+        f"- code: {revision or report.revision()}",
         f"- command: `{command}`",
         "",
         "## What is compared",
