@@ -92,7 +92,8 @@ def test_medium_risk_families_wait_for_a_clean_decision(tmp_path):
 
 
 def test_reject_streak_pauses_and_tune_enable_resumes(tmp_path):
-    rec = recipe(HARMFUL, acceptance={"baseline": "trend"}, safety={"max_global_reject_streak": 2})
+    rec = recipe(HARMFUL, acceptance={"baseline": "trend"},
+                 safety={"max_global_reject_streak": 2, "pause_decisions": None})
     loop = Loop(tmp_path, rec).run(9)
     summary = loop.kernel.status()["tune"]
     assert summary["paused"] and "2 consecutive rejects" in summary["pause_reason"]
@@ -118,3 +119,22 @@ def test_safety_fields_are_validated(field, value):
     data = set_dotted({"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [0.5, 2.0]}}}}}, field, value)
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         TuneRecipe.from_dict(data)
+
+
+def test_timed_pause_lifts_itself(tmp_path):
+    rec = recipe(HARMFUL, acceptance={"baseline": "trend"},
+                 safety={"max_global_reject_streak": 2, "pause_decisions": 3})
+    loop = Loop(tmp_path, rec)
+    while not loop.kernel.status()["tune"]["paused"]:
+        loop.run(1)
+        assert loop.epoch < 30, "never paused"
+    summary = loop.kernel.status()["tune"]
+    assert summary["pause_reason"] == ("2 consecutive rejects (safety.max_global_reject_streak); "
+                                       "lifts after 3 decision points or `tune enable`")
+    applied = summary["applied"]
+    loop.run(2)
+    assert loop.kernel.status()["tune"]["paused"] and loop.kernel.status()["tune"]["applied"] == applied
+    loop.run(1)
+    summary = loop.kernel.status()["tune"]
+    assert not summary["paused"] and summary["reject_streak"] == 0
+    assert summary["applied"] == applied + 1  # proposing again at the decision the pause lifted

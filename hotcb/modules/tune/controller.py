@@ -109,6 +109,7 @@ class HotTuneController:
         self._search: Any = None
         self.segment: Optional[Segment] = None
         self.paused_reason = ""
+        self.paused_until: Optional[int] = None  # decision count at which a timed pause lifts
         self.reject_streak = 0
         self.decisions = 0
         self.global_cooldown_until = 0
@@ -248,6 +249,7 @@ class HotTuneController:
 
     def _decision(self, env: dict) -> None:
         self.decisions += 1
+        self._lift_timed_pause()
         step = self._step(env)
         metrics = self._read_metrics(env)
         self.last_metrics = dict(metrics, step=step)
@@ -479,11 +481,22 @@ class HotTuneController:
         if rollback != "state" and post is not None:
             self.evaluator.observe(post.step, post.value, continuous=False)
         if self.reject_streak >= self.recipe.safety.max_global_reject_streak:
-            self.paused_reason = f"{self.reject_streak} consecutive rejects (safety.max_global_reject_streak)"
-            log.warning("hotcb tune: paused after %s; `hotcb --dir RUN tune enable` resumes", self.paused_reason)
+            self._pause(f"{self.reject_streak} consecutive rejects (safety.max_global_reject_streak)")
         self._log_mutation({"id": seg.mutation_id, "family": seg.family.name, "value": seg.proposal.value,
                             "trial": seg.proposal.trial, "step": self._step(env)}, "rejected", rollback=rollback)
         return rollback
+
+    def _pause(self, reason: str) -> None:
+        wait = self.recipe.safety.pause_decisions
+        self.paused_until = None if wait is None else self.decisions + wait
+        lifts = "`hotcb --dir RUN tune enable`" if wait is None else f"{wait} decision points or `tune enable`"
+        self.paused_reason = f"{reason}; lifts after {lifts}"
+        log.warning("hotcb tune: paused after %s", self.paused_reason)
+
+    def _lift_timed_pause(self) -> None:
+        if self.paused_reason and self.paused_until is not None and self.decisions >= self.paused_until:
+            log.info("hotcb tune: pause lifted after %d decision points", self.recipe.safety.pause_decisions or 0)
+            self.paused_reason, self.paused_until, self.reject_streak = "", None, 0
 
     def _rollback(self, seg: Segment, env: dict) -> str:
         actuator = self.mutable_state.get(seg.family.actuator)
@@ -564,7 +577,7 @@ class HotTuneController:
                     raise CommandRejected(str(exc)) from None
                 self.replay_from, self._replay_queue = str(source), queue
             resumed = bool(self.paused_reason)
-            self.paused_reason, self.reject_streak = "", 0
+            self.paused_reason, self.paused_until, self.reject_streak = "", None, 0
             self.mode = mode
             self.write_summary()
             return f"mode={mode.value}" + (" (resumed from pause)" if resumed else "")
@@ -650,6 +663,7 @@ class HotTuneController:
             "mode": self.mode.value,
             "recipe": self.recipe.to_dict(),
             "paused_reason": self.paused_reason,
+            "paused_until": self.paused_until,
             "reject_streak": self.reject_streak,
             "decisions": self.decisions,
             "global_cooldown_until": self.global_cooldown_until,
@@ -673,6 +687,7 @@ class HotTuneController:
         self.recipe = TuneRecipe.from_dict(state["recipe"])
         self.evaluator = SegmentEvaluator(self.recipe.acceptance, self.recipe.objective)
         self.paused_reason = state["paused_reason"]
+        self.paused_until = state.get("paused_until")
         self.reject_streak = state["reject_streak"]
         self.decisions = state["decisions"]
         self.global_cooldown_until = state["global_cooldown_until"]

@@ -137,6 +137,10 @@ class SafetySpec(_Strict):
     block_on_nan: bool = True
     block_on_anomaly: bool = True
     max_global_reject_streak: int = Field(default=4, ge=1)
+    # A reject-streak pause lifts itself after this many decision points (null: only
+    # `hotcb tune enable` lifts it). A pause for good left most runs untuned after an early
+    # unlucky streak; a timed pause still stops thrashing.
+    pause_decisions: Optional[int] = Field(default=5, ge=1)
     grad_spike_factor: Optional[Number] = Field(default=10.0, gt=1.0)
     grad_spike_window: int = Field(default=50, ge=5)
     global_cooldown: int = Field(default=0, ge=0)
