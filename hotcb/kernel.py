@@ -6,10 +6,14 @@ decision event), routes them to their module (tune, opt, loss, freeze), records 
 in ``hotcb.applied.jsonl``, then dispatches the events to the tune controller. Any fault
 inside hotcb is logged and contained; with ``auto_disable_on_error`` the faulty module is
 switched off and status says why. Training never dies because of hotcb.
+
+Under DDP (``join``) only rank 0 takes in commands and decides; what it changed is broadcast
+and replayed on the other ranks at the same call (:mod:`hotcb.distributed`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -21,16 +25,21 @@ from typing import Any, Iterable, Optional
 from hotcb.actuators.base import BaseActuator
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.channel import Command, CommandReader, MalformedCommand
+from hotcb.distributed import ProcessGroup, Recorder, Replayer, launcher_rank, torch_process_group
 from hotcb.freeze import FreezeMode
-from hotcb.ledger import append_jsonl
+from hotcb.ledger import append_jsonl, dumps
 
 log = logging.getLogger(__name__)
 
 APPLIED_FILE = "hotcb.applied.jsonl"
 METRICS_FILE = "hotcb.metrics.jsonl"
 CONFIG_FILE = "hotcb.yaml"
+DISCARDED_FILE = "hotcb.discarded.jsonl"
 DECISION_EVENTS = frozenset({"val_epoch_end", "eval_end", "fit_end"})
 EVALUATION_EVENTS = frozenset({"val_epoch_end", "eval_end"})
+# Events at which commands are always taken in: decisions, and the start of training (so
+# that commands sent while a job was down apply before its first step).
+INTAKE_EVENTS = DECISION_EVENTS | {"train_start"}
 
 
 class HotKernel:
@@ -46,7 +55,8 @@ class HotKernel:
         debounce_steps: read the command log every this many ``apply`` calls.
         auto_disable_on_error: switch a module off after it raises, instead of retrying.
         freeze: initial freeze mode (off, prod, replay).
-        is_writer: False on DDP ranks > 0: they decide nothing and write no files.
+        is_writer: False on DDP ranks > 0: they decide nothing and write no files. Defaults to
+            whether the launcher says this process is rank 0; ``join`` settles it.
     """
 
     def __init__(
@@ -62,10 +72,10 @@ class HotKernel:
         debounce_steps: int = 1,
         auto_disable_on_error: bool = True,
         freeze: str = "off",
-        is_writer: bool = True,
+        is_writer: Optional[bool] = None,
     ):
         self.run_dir = Path(run_dir)
-        self.is_writer = is_writer
+        self.is_writer = launcher_rank() == 0 if is_writer is None else bool(is_writer)
         if is_writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.mutable_state = mutable_state if mutable_state is not None else MutableState()
@@ -78,6 +88,10 @@ class HotKernel:
         self.step = 0
         self._calls = 0
         self._closed = False
+        self.group: Optional[ProcessGroup] = None
+        self._looked_for_group = False
+        self._recorder: Optional[Recorder] = None
+        self._replayer: Optional[Replayer] = None
         file_config = _read_run_config(self.run_dir)
         from hotcb.modules.tune.recipe import load_recipe
 
@@ -102,7 +116,31 @@ class HotKernel:
 
     @property
     def tune_active(self) -> bool:
-        return self._tune is not None and self._tune.mode.value != "off" and "tune" not in self.disabled
+        """Whether this process runs the tuner now (never on DDP ranks > 0)."""
+        return self.is_writer and self._tune is not None and self._tune.mode.value != "off" and "tune" not in self.disabled
+
+    def tune_counts(self) -> dict[str, int]:
+        """The tuner's cumulative counts (proposed, applied, accepted, ...); empty while it is off."""
+        return dict(self._tune.counts) if self._tune is not None else {}
+
+    def join(self, group: Optional[ProcessGroup]) -> None:
+        """Take part in a multi-process run: rank 0 decides and writes, the others replay.
+
+        Adapters call this once the ranks are known (Lightning at ``setup``); without it the
+        kernel joins an initialised ``torch.distributed`` world at its first ``apply``.
+        """
+        self._looked_for_group = True
+        if group is None or group.world_size < 2:
+            self.group = None
+            return
+        self.group = group
+        self.is_writer = group.rank == 0
+        if self._tune is not None:
+            self._tune.storage.enabled = self.is_writer
+        if self.is_writer:
+            self._recorder = Recorder(self.mutable_state)
+        else:
+            self._replayer = Replayer(self.mutable_state)
 
     def register_actuator(self, name: str, actuator: BaseActuator, *, replace: bool = False) -> None:
         self.mutable_state.register(actuator, name, replace=replace)
@@ -117,10 +155,30 @@ class HotKernel:
         if "step" in env:
             self.step = int(env["step"] or 0)
         self._calls += 1
-        decision = any(e in DECISION_EVENTS for e in events)
-        if decision or self._calls % self.debounce_steps == 0:
-            if self.reader.has_new():
-                self._guard("intake", self._intake, env)
+        due = any(e in INTAKE_EVENTS for e in events) or self._calls % self.debounce_steps == 0
+        if not self._looked_for_group:
+            self.join(torch_process_group())
+        if self.group is None:
+            self._safe_point(env, events, intake=due)
+        elif due:  # every rank gets here at the same call: the broadcast is collective
+            self._synchronised_safe_point(env, events)
+
+    def _synchronised_safe_point(self, env: dict, events: Iterable[str]) -> None:
+        """Rank 0 decides and broadcasts what it changed; the other ranks replay it."""
+        ops = None
+        if self.is_writer:
+            self._recorder.begin(env)
+            try:
+                self._safe_point(env, events, intake=True)
+            finally:
+                ops = self._recorder.end()
+        ops = self.group.broadcast(ops)
+        if not self.is_writer:
+            self._guard("replay", self._replayer.replay, ops, env)
+
+    def _safe_point(self, env: dict, events: Iterable[str], *, intake: bool) -> None:
+        if intake and self.reader.has_new():
+            self._guard("intake", self._intake, env)
         if self.is_writer and "metrics" not in self.disabled and any(e in EVALUATION_EVENTS for e in events):
             self._guard("metrics", self._record_metrics, env)
         if self._tune is not None and "tune" not in self.disabled and self._tune.mode.value != "off":
@@ -135,7 +193,7 @@ class HotKernel:
             self.errors.append({"module": module, "step": self.step, "error": detail, "ts": time.time()})
             log.error("hotcb: %s failed at step %s: %s\n%s", module, self.step, detail, traceback.format_exc())
             self._write_ledger({"module": module, "op": "error", "status": "error", "reason": detail})
-            if self.auto_disable_on_error and module != "intake":
+            if self.auto_disable_on_error and module not in ("intake", "replay"):
                 self.disabled[module] = detail
                 log.error("hotcb: module %r disabled (auto_disable_on_error)", module)
                 if module == "tune" and self._tune is not None:
@@ -210,6 +268,9 @@ class HotKernel:
         env = env or {}
         if "step" in env:
             self.step = int(env["step"] or 0)
+        if not self.is_writer:
+            self._closed = True
+            return
         if self.reader.has_new():
             self._guard("intake", self._intake, env)
         if self._tune is not None:
@@ -227,21 +288,84 @@ class HotKernel:
         }
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: command-log offset, freeze mode, tuner state."""
+        """Everything needed to resume: command-log offset, freeze mode, tuner state, and how
+        far each record file had got (what lies beyond belongs to a timeline a resume discards).
+        Plain JSON data, so that any checkpoint format can hold it."""
         return {
             "version": 1,
+            "run_dir": str(self.run_dir.resolve()),
             "command_offset": self.reader.offset,
             "freeze": self.freeze.value,
             "disabled": dict(self.disabled),
+            "records": {name: _size(self.run_dir / name) for name in self._record_files()},
             "tune": self._tune.state_dict() if self._tune is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.reader.offset = int(state.get("command_offset", 0))
+        """Resume: the tuner continues, and the command log is read on from the checkpoint.
+
+        Training restarts from the checkpoint, so whatever hotcb recorded after it describes a
+        trajectory that no longer exists: those records move to ``hotcb.discarded.jsonl`` and
+        the commands after the checkpoint's offset are applied again, each once in the ledger.
+        Resumed into a different run directory, the new directory's command log is read from
+        its start.
+        """
         self.freeze = FreezeMode.parse(state.get("freeze", "off"))
         self.disabled = dict(state.get("disabled") or {})
+        same_dir = state.get("run_dir") in (None, str(self.run_dir.resolve()))
+        self.reader.offset = int(state.get("command_offset", 0)) if same_dir else 0
+        if not self.is_writer:
+            return
         if state.get("tune") is not None:
             self.tune.load_state_dict(state["tune"])
+        if same_dir:
+            moved = self._discard_records_after(state.get("records") or {})
+            self._write_ledger({"module": "kernel", "op": "resume", "status": "applied",
+                                "detail": f"resumed from a checkpoint at step {self.step}; "
+                                          f"{moved} later record(s) moved to {DISCARDED_FILE}"})
+
+    def _record_files(self) -> list[str]:
+        from hotcb.modules.tune.storage import MUTATIONS_FILE, SEGMENTS_FILE
+
+        return [APPLIED_FILE, METRICS_FILE, MUTATIONS_FILE, SEGMENTS_FILE]
+
+    def _discard_records_after(self, sizes: dict) -> int:
+        """Move each record file's tail past its checkpointed size to DISCARDED_FILE."""
+        moved = 0
+        for name in self._record_files():
+            path = self.run_dir / name
+            keep = sizes.get(name)
+            if keep is None or _size(path) <= int(keep):
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(int(keep))
+                tail = fh.read()
+            lines = [dumps({"file": name, "discarded_at_resume": time.time(), "record": r}) for r in _parse_lines(tail)]
+            if lines:  # write the copy first: a crash in between duplicates, never loses
+                with open(self.run_dir / DISCARDED_FILE, "a", encoding="utf-8") as fh:
+                    fh.write("\n".join(lines) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.truncate(path, int(keep))
+            moved += len(lines)
+        return moved
+
+
+def _parse_lines(data: bytes) -> list:
+    out = []
+    for raw in data.splitlines():
+        try:
+            out.append(json.loads(raw))
+        except json.JSONDecodeError:  # an unterminated last line from a kill: keep it as text
+            out.append(raw.decode("utf-8", errors="replace"))
+    return [r for r in out if r != ""]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _read_run_config(run_dir: Path) -> dict:

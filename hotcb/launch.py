@@ -48,7 +48,7 @@ class HotRun:
         return dict(getattr(self.adapter, "final_metrics", {}) or {})
 
 
-def build_kernel(config: HotcbConfig, run_dir: str | os.PathLike, *, is_writer: bool = True):
+def build_kernel(config: HotcbConfig, run_dir: str | os.PathLike, *, is_writer: Optional[bool] = None):
     from hotcb._instantiate import instantiate
     from hotcb.kernel import HotKernel
     from hotcb.modules.tune.search import default_sampler_factory
@@ -139,10 +139,14 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
     if config.validate_only:
         print("hotcb: configuration is valid", flush=True)
         return None
+    from hotcb.distributed import launcher_rank
+
     run_dir = Path(config.run_dir or _hydra_output_dir() or "runs/hotcb").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"hotcb: run directory {run_dir}", flush=True)
-    _point_latest(run_dir)
+    writer = launcher_rank() == 0  # DDP ranks > 0 (started by the trainer) share rank 0's directory
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        print(f"hotcb: run directory {run_dir}", flush=True)
+        _point_latest(run_dir)
     try:
         hot = build(config, run_dir)
         try:
@@ -150,12 +154,14 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
         finally:
             hot.kernel.close()  # flushes the summary and fails open trials, whatever happened
     except BaseException as exc:
-        write_json_atomic(run_dir / JOB_FILE, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if writer:
+            write_json_atomic(run_dir / JOB_FILE, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         log.error("hotcb: job failed; its files are in %s", run_dir)
         raise
     objective = None if result is None else float(result)
-    write_json_atomic(run_dir / JOB_FILE, {"status": "completed", "objective": objective})
-    print(format_run_summary(hot.kernel, hot.final_metrics), flush=True)
+    if writer:
+        write_json_atomic(run_dir / JOB_FILE, {"status": "completed", "objective": objective})
+        print(format_run_summary(hot.kernel, hot.final_metrics), flush=True)
     return objective
 
 

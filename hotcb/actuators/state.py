@@ -76,6 +76,9 @@ class TrainingSnapshot:
     path: Path | None = None
     nbytes: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    # env["state_observer"] at capture time: told of capture, restore and discard, so that
+    # other DDP ranks can do the same on their replicas (hotcb.distributed).
+    observer: Any = field(default=None, repr=False)
 
     def load(self) -> dict[str, Any]:
         if self.parts is not None:
@@ -88,6 +91,9 @@ class TrainingSnapshot:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
         self.parts = None
+        if self.observer is not None:
+            self.observer("discard", self)
+            self.observer = None
 
 
 def _nbytes(obj: Any) -> int:
@@ -118,14 +124,19 @@ def capture(env: dict, snapshot_dir: str | os.PathLike | None = None) -> Trainin
     counts = {"models": len(models), "optimizers": len(optimizers), "schedulers": len(schedulers)}
     nbytes = _nbytes(parts)
     if snapshot_dir is None:
-        return TrainingSnapshot(parts, nbytes=nbytes, counts=counts)
-    import torch
+        snapshot = TrainingSnapshot(parts, nbytes=nbytes, counts=counts)
+    else:
+        import torch
 
-    directory = Path(snapshot_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"hotcb-snapshot-{uuid.uuid4().hex[:8]}.pt"
-    torch.save(parts, path)
-    return TrainingSnapshot(None, path=path, nbytes=nbytes, counts=counts)
+        directory = Path(snapshot_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"hotcb-snapshot-{uuid.uuid4().hex[:8]}.pt"
+        torch.save(parts, path)
+        snapshot = TrainingSnapshot(None, path=path, nbytes=nbytes, counts=counts)
+    snapshot.observer = env.get("state_observer")
+    if snapshot.observer is not None:
+        snapshot.observer("capture", snapshot)
+    return snapshot
 
 
 def restore(snapshot: TrainingSnapshot, env: dict) -> None:
@@ -147,3 +158,5 @@ def restore(snapshot: TrainingSnapshot, env: dict) -> None:
     if scaler is not None and parts["grad_scaler"] is not None:
         scaler.load_state_dict(parts["grad_scaler"])
     _set_rng_state(parts["rng"])
+    if env.get("state_observer") is not None:
+        env["state_observer"]("restore", snapshot)

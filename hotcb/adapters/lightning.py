@@ -3,8 +3,15 @@
 Decisions are taken in ``on_validation_end``: in Lightning 2.x a callback's
 ``on_validation_epoch_end`` runs *before* the module's, so a metric the module logs there is
 not yet visible; by ``on_validation_end`` every epoch-level value is in
-``trainer.callback_metrics``. Sanity-check validation is skipped. The callback's state (the
-kernel's: command-log offset, tuner state) is saved in checkpoints under ``state_key``.
+``trainer.callback_metrics``. That hook runs after every validation run, so decisions follow
+``val_check_interval`` and ``check_val_every_n_epoch``. Sanity-check validation is skipped.
+
+Under DDP the callback joins the kernel to the trainer's ranks at ``setup``: rank 0 decides,
+the others replay its changes (:mod:`hotcb.distributed`). Metrics read at a decision are
+averaged over the ranks first (a module that logged without ``sync_dist`` still gives the
+whole validation set's value). Every rank calls the same hooks, so every collective is
+reached by all of them. The callback's state (the kernel's: command-log offset, tuner state)
+is saved in checkpoints under ``state_key``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from hotcb.actuators.optimizer import optimizer_actuators
-from hotcb.adapters.metrics import MetricAccessor
+from hotcb.adapters.metrics import MetricAccessor, actuator_metrics, normalized
+from hotcb.distributed import ProcessGroup
 
 
 class HotCBLightning(pl.Callback):
@@ -26,12 +34,16 @@ class HotCBLightning(pl.Callback):
         kernel: the HotKernel to drive.
         auto_actuators: register ``optimizer_actuators`` for the first optimizer (and its LR
             schedulers) unless the kernel already has ``opt.*`` actuators.
+        log_values: log every actuator's value and the tuner's counts through
+            ``trainer.loggers`` (``hotcb/opt.lr``, ``hotcb/opt.lr/pg1``, ``hotcb/tune/accepted``),
+            every ``log_every_n_steps`` and at each decision.
     """
 
-    def __init__(self, kernel: Any, auto_actuators: bool = True):
+    def __init__(self, kernel: Any, auto_actuators: bool = True, log_values: bool = True):
         super().__init__()
         self.kernel = kernel
         self.auto_actuators = auto_actuators
+        self.log_values = log_values
         self._last_step_time: float | None = None
         self._step_sec: float | None = None
         self._grad_norm: float | None = None
@@ -53,8 +65,9 @@ class HotCBLightning(pl.Callback):
             extra["time/step_sec"] = self._step_sec
         return extra
 
-    def _env(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", **more: Any) -> dict:
-        accessor = MetricAccessor(lambda: trainer.callback_metrics, lambda: self._extra_metrics(trainer))
+    def _env(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", metrics: Any = None, **more: Any) -> dict:
+        source = metrics if metrics is not None else (lambda: trainer.callback_metrics)
+        accessor = MetricAccessor(source, lambda: self._extra_metrics(trainer))
         schedulers = [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
         env = {
             "step": trainer.global_step,
@@ -74,7 +87,25 @@ class HotCBLightning(pl.Callback):
         env.update(more)
         return env
 
+    def _rank_mean_metrics(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> dict[str, Any]:
+        """``callback_metrics`` as plain numbers, averaged over the ranks under DDP (collective)."""
+        local = {k: v for k, v in normalized(trainer.callback_metrics).items() if isinstance(v, (int, float))}
+        if trainer.world_size < 2:
+            return local
+        import torch
+
+        names = trainer.strategy.broadcast(sorted(local), src=0)
+        values = torch.tensor([float(local.get(n, math.nan)) for n in names], dtype=torch.float64,
+                              device=pl_module.device)
+        reduced = trainer.strategy.reduce(values, reduce_op="mean")
+        return dict(zip(names, reduced.tolist()))
+
     # -- hooks ------------------------------------------------------------------------------
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if trainer.world_size > 1:
+            self.kernel.join(ProcessGroup(trainer.global_rank, trainer.world_size,
+                                          lambda obj: trainer.strategy.broadcast(obj, src=0)))
+
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         max_steps = trainer.estimated_stepping_batches
         self._max_steps = int(max_steps) if isinstance(max_steps, (int, float)) and math.isfinite(max_steps) else None
@@ -84,6 +115,11 @@ class HotCBLightning(pl.Callback):
             schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is optimizer]
             for actuator in optimizer_actuators(optimizer, schedulers=schedulers):
                 state.register(actuator)
+
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        # After a checkpoint is restored and before the first step: commands sent while the
+        # job was down, and the cancellation of a segment a resume cut short, apply here.
+        self.kernel.apply(self._env(trainer, pl_module), events=["train_start"])
 
     def on_before_optimizer_step(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", optimizer: Any) -> None:
         if self.kernel.tune_active:
@@ -99,13 +135,17 @@ class HotCBLightning(pl.Callback):
         self._last_step_time = now
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         self.kernel.apply(self._env(trainer, pl_module, loss=loss, grad_norm=self._grad_norm), events=["train_batch_end"])
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            self._log(trainer)
 
     def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if trainer.sanity_checking:
             return
-        env = self._env(trainer, pl_module)
+        metrics = self._rank_mean_metrics(trainer, pl_module)
+        env = self._env(trainer, pl_module, metrics=metrics)
         self.final_metrics = env["metric"].snapshot()
         self.kernel.apply(env, events=["val_epoch_end"])
+        self._log(trainer)
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self.kernel.close(self._env(trainer, pl_module))
@@ -113,9 +153,19 @@ class HotCBLightning(pl.Callback):
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
         self.kernel.close(self._env(trainer, pl_module))
 
+    # -- logging ----------------------------------------------------------------------------
+    def _log(self, trainer: "pl.Trainer") -> None:
+        """Actuator values and tuner counts to every logger, from rank 0 only (no collectives)."""
+        if not (self.log_values and trainer.loggers and trainer.is_global_zero):
+            return
+        metrics = actuator_metrics(self.kernel)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
     # -- checkpointing ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"kernel": self.kernel.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.kernel.load_state_dict(state_dict["kernel"])
+

@@ -74,6 +74,31 @@ def metric_accessor(metrics: Mapping[str, Any]) -> MetricAccessor:
     return MetricAccessor(metrics)
 
 
+def actuator_metrics(kernel: Any) -> dict[str, float]:
+    """Every actuator's value and the tuner's counts as scalars for a training framework's
+    loggers, named like Lightning's LR monitor: ``hotcb/opt.lr`` (``hotcb/opt.lr/pg1`` per
+    param group when there are several), ``hotcb/opt.betas/0`` for tuple elements, and
+    ``hotcb/tune/accepted`` etc."""
+    out: dict[str, float] = {}
+    for name, actuator in kernel.mutable_state.items():
+        try:
+            values = actuator.snapshot({}).get("values")
+        except Exception:  # noqa: BLE001 - a custom actuator without readable values
+            continue
+        if not isinstance(values, list):
+            continue
+        for group, value in enumerate(values):
+            key = f"hotcb/{name}" + (f"/pg{group}" if len(values) > 1 else "")
+            items = value if isinstance(value, (list, tuple)) else None
+            if items is not None:
+                out.update({f"{key}/{i}": float(v) for i, v in enumerate(items)})
+            elif isinstance(value, (int, float)):
+                out[key] = float(value)
+    for count, value in kernel.tune_counts().items():
+        out[f"hotcb/tune/{count}"] = float(value)
+    return out
+
+
 def finite(value: Any) -> bool:
     try:
         return math.isfinite(float(value))

@@ -1,5 +1,11 @@
 """Bare PyTorch loops: the seed's ``kernel.apply`` calls need nothing else; this module adds
-the metric accessor over a plain dict that the loop keeps up to date."""
+the metric accessor over a plain dict that the loop keeps up to date.
+
+Resume with ``kernel.state_dict()`` saved beside the model and optimizer, and
+``kernel.load_state_dict(...)`` before the loop restarts. Under ``torch.distributed`` the
+kernel joins the initialised world by itself at its first ``apply``; call ``apply`` from
+every rank at the same points.
+"""
 
 from __future__ import annotations
 

@@ -116,6 +116,7 @@ class HotTuneController:
         self.rewound_steps = 0
         self.blocked_reason = ""
         self._interval_blocker = ""  # a blocker seen since the last decision point
+        self.mutation_seq = 0  # numbers mutation ids; never reused, a resume included
         self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0,
                        "cancelled": 0, "replayed": 0}
         self.family_stats: dict[str, FamilyStats] = {}
@@ -322,7 +323,8 @@ class HotTuneController:
         stats.last_decision = self.decisions
         proposal = self.search.ask(family, phase)
         self.counts["proposed"] += 1
-        mutation_id = f"m{self.counts['proposed']:04d}"
+        self.mutation_seq += 1
+        mutation_id = f"m{self.mutation_seq:04d}"
         patch = family.patch(proposal.value)
         actuator = self.mutable_state[family.actuator]
         record = {
@@ -669,6 +671,7 @@ class HotTuneController:
             "global_cooldown_until": self.global_cooldown_until,
             "rewound_steps": self.rewound_steps,
             "counts": dict(self.counts),
+            "mutation_seq": self.mutation_seq,
             "family_stats": {k: vars(v) | {} for k, v in self.family_stats.items()},
             "trajectory": [(p.step, p.value) for p in self.evaluator.trajectory],
             "control_rates": list(self.evaluator.control_rates),
@@ -693,6 +696,9 @@ class HotTuneController:
         self.global_cooldown_until = state["global_cooldown_until"]
         self.rewound_steps = state["rewound_steps"]
         self.counts.update(state["counts"])
+        # Ids given out after the checkpoint (in a run that died later) stay taken.
+        self.mutation_seq = max([state.get("mutation_seq", self.counts["proposed"]),
+                                 *(_id_number(r.get("id")) for r in read_mutations(self.storage.run_dir))])
         self.family_stats = {k: FamilyStats(**v) for k, v in state["family_stats"].items()}
         self.evaluator.trajectory = [Point(s, v) for s, v in state["trajectory"]]
         self.evaluator.control_rates = list(state["control_rates"])
@@ -716,6 +722,11 @@ class HotTuneController:
                             "trial": info["trial"]}, "cancelled",
                            reason="run resumed mid-segment; the trial was closed as FAIL",
                            rollback="params" if restored else "failed")
+
+
+def _id_number(mutation_id: Any) -> int:
+    text = str(mutation_id or "")
+    return int(text[1:]) if text.startswith("m") and text[1:].isdigit() else 0
 
 
 def _mentions_target(value: Any) -> bool:
