@@ -36,6 +36,7 @@ class Tracer(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.pause_at and trainer.is_global_zero:
+            self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "paused").write_text(str(trainer.global_step))
             deadline = time.time() + 120
             while not (self.kernel.run_dir / COMMANDS_FILE).exists() and time.time() < deadline:
