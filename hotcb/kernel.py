@@ -294,6 +294,7 @@ class HotKernel:
         return {
             "version": 1,
             "run_dir": str(self.run_dir.resolve()),
+            "step": self.step,
             "command_offset": self.reader.offset,
             "freeze": self.freeze.value,
             "disabled": dict(self.disabled),
@@ -312,6 +313,7 @@ class HotKernel:
         """
         self.freeze = FreezeMode.parse(state.get("freeze", "off"))
         self.disabled = dict(state.get("disabled") or {})
+        self.step = int(state.get("step", self.step))
         same_dir = state.get("run_dir") in (None, str(self.run_dir.resolve()))
         self.reader.offset = int(state.get("command_offset", 0)) if same_dir else 0
         if not self.is_writer:
