@@ -15,10 +15,16 @@ _PREFIXES = {"val": "val", "valid": "val", "validation": "val", "eval": "val", "
 _SCORE_NAMES = ("acc", "accuracy", "f1", "score", "auc")
 
 
+_ALIASES = {"loss": "train/loss", "grad_norm": "grad/norm", "learning_rate": "lr"}  # HF Trainer logs
+
+
 def normalize_name(name: str) -> str:
-    """``val_loss`` → ``val/loss``, ``eval_accuracy`` → ``val/accuracy``, ``lr-Adam`` → ``lr``."""
-    if name.startswith("lr-") or name == "learning_rate":
+    """``val_loss`` → ``val/loss``, ``eval_accuracy`` → ``val/accuracy``, ``lr-Adam`` → ``lr``,
+    HF's ``loss`` → ``train/loss``, ``grad_norm`` → ``grad/norm``."""
+    if name.startswith("lr-"):
         return "lr"
+    if name in _ALIASES:
+        return _ALIASES[name]
     for sep in ("/", "_", "-", "."):
         head, found, tail = name.partition(sep)
         if found and head in _PREFIXES and tail:
