@@ -268,7 +268,9 @@ class HotKernel:
         env = env or {}
         if "step" in env:
             self.step = int(env["step"] or 0)
-        if not self.is_writer:
+        if not self.is_writer or self._calls == 0:
+            # Ranks > 0 own no files. A kernel that never reached a safe point (the launching
+            # process under ddp_spawn, whose copies did the work) must not touch them either.
             self._closed = True
             return
         if self.reader.has_new():
