@@ -76,7 +76,7 @@ class HotKernel:
     ):
         self.run_dir = Path(run_dir)
         self.is_writer = launcher_rank() == 0 if is_writer is None else bool(is_writer)
-        if is_writer:
+        if self.is_writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.mutable_state = mutable_state if mutable_state is not None else MutableState()
         self.debounce_steps = max(1, int(debounce_steps))

@@ -64,6 +64,7 @@ def test_lightning_quickstart_as_written(tmp_path, monkeypatch):
 
     assert sorted(ms) == ["loss.weight_a", "loss.weight_b", "opt.betas", "opt.lr", "opt.weight_decay"]
     (enable,) = read_jsonl(tmp_path / "runs/exp1/hotcb.applied.jsonl")
-    assert (enable["op"], enable["status"], enable["step"]) == ("enable", "applied", 1)
+    # Sent before fit: taken in at train start, before the first step.
+    assert (enable["op"], enable["status"], enable["step"]) == ("enable", "applied", 0)
     assert read_json(tmp_path / "runs/exp1/hotcb.tune.summary.json")["mode"] == "active"
     assert kernel.recipe.actuators["loss"].keys["weight_a"].bounds == [0.5, 2.0]
