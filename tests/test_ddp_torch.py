@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -29,9 +29,11 @@ RECIPE = {
 }
 
 
-def _worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))  # as torchrun sets
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank: int, world: int, run_dir: str, out_dir: str) -> None:
+    os.environ["RANK"] = str(rank)  # as torchrun sets it
+    # A rendezvous file, not a TCP port: parallel test runs cannot meet in the same world.
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))  # a desync fails the test, not hangs it
     torch.manual_seed(0)
     (xt, yt), (xv, yv) = digits_tensors()
     model = mlp()
@@ -66,10 +68,7 @@ def test_bare_torch_ddp_ranks_follow_rank_zero(tmp_path: Path) -> None:
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
     command = send(run, Command("opt", "set", {"lr": 0.02}))  # waiting before the run starts
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_worker, args=(2, port, str(run), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(run), str(out)), nprocs=2, join=True)
 
     rank0, rank1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
     assert (rank0["writer"], rank1["writer"]) == (True, False)
