@@ -134,6 +134,7 @@ class HotCBLightning(pl.Callback):
             self._step_sec = now - self._last_step_time
         self._last_step_time = now
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        loss = loss.detach() if hasattr(loss, "detach") else loss
         self.kernel.apply(self._env(trainer, pl_module, loss=loss, grad_norm=self._grad_norm), events=["train_batch_end"])
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             self._log(trainer)
