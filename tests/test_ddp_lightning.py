@@ -73,8 +73,10 @@ def test_ddp_ranks_follow_rank_zero(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "run", "trace"]
     hotcb_files = sorted(p.name for p in run.iterdir() if p.name.startswith("hotcb."))
     assert hotcb_files == ["hotcb.applied.jsonl", "hotcb.commands.jsonl", "hotcb.commands.jsonl.lock",
-                           "hotcb.tune.mutations.jsonl", "hotcb.tune.recipe.yaml", "hotcb.tune.segments.jsonl",
+                           "hotcb.job.json", "hotcb.metrics.jsonl", "hotcb.tune.mutations.jsonl", "hotcb.tune.recipe.yaml", "hotcb.tune.segments.jsonl",
                            "hotcb.tune.study.sqlite", "hotcb.tune.summary.json"]
     assert len({m["id"] for m in applied}) == len(applied)
+    decisions = read_jsonl(run / "hotcb.metrics.jsonl")  # one line per decision point, not per rank
+    assert [d["step"] for d in decisions] == [6 * k for k in range(1, 9)]
     summary = json.loads((run / "hotcb.tune.summary.json").read_text())
     assert summary["applied"] == len(applied) and summary["rejected"] == len(rejected)
