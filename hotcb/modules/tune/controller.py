@@ -228,7 +228,7 @@ class HotTuneController:
             loss = env.get("loss")
             if loss is not None:
                 try:
-                    value = float(loss)
+                    value = float(loss.detach() if hasattr(loss, "detach") else loss)
                 except (TypeError, ValueError):
                     value = 0.0
                 if not math.isfinite(value):
@@ -307,6 +307,9 @@ class HotTuneController:
         value = metrics.get(self.recipe.objective.primary)
         if value is None or not math.isfinite(value) or self.why_not_propose():
             return
+        max_steps = env.get("max_steps")
+        if max_steps and step >= max_steps:
+            return  # training is over: no horizon left to judge a mutation in
         phase = self._phase(env, step)
         start = Point(self._effective(step), value)
         if self.evaluator.needs_control() or (
