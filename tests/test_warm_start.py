@@ -70,7 +70,7 @@ def test_a_missing_source_is_a_clear_error(tmp_path):
 
 def test_warm_start_lets_tpe_skip_its_startup(tmp_path, earlier_run):
     """With the earlier trials counted, TPE's first own proposal already follows the scores."""
-    loop = run_loop(tmp_path, recipe(warm_start=[str(earlier_run)], startup_trials=8), epochs=10)
+    loop = run_loop(tmp_path, recipe(warm_start=[str(earlier_run)], startup_trials=8), epochs=14)
     own = [t for t in trials_by_study(tmp_path)["opt.lr_mult"] if "warm_start" not in t.user_attrs]
     assert loop.kernel.tune.counts["proposed"] >= 4
     above = sum(t.params["value"] > 1.0 for t in own) / len(own)

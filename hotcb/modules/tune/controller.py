@@ -110,6 +110,7 @@ class HotTuneController:
         self.segment: Optional[Segment] = None
         self.paused_reason = ""
         self.paused_until: Optional[int] = None  # decision count at which a timed pause lifts
+        self._last_was_mutation = False  # the control baseline alternates mutation and control segments
         self.reject_streak = 0
         self.decisions = 0
         self.global_cooldown_until = 0
@@ -359,8 +360,6 @@ class HotTuneController:
             f"s{self.decisions:05d}", step, start, metrics, phase, family=family, proposal=proposal,
             mutation_id=mutation_id, params_snapshot=params_snapshot, state_snapshot=state_snapshot,
         )
-
-    _last_was_mutation = False
 
     def _step_limit(self, family: Family, value: float) -> str:
         limit = self.recipe.safety.max_step_mult
