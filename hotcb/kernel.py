@@ -28,6 +28,7 @@ from hotcb.channel import Command, CommandReader, MalformedCommand
 from hotcb.distributed import ProcessGroup, Recorder, Replayer, launcher_rank, torch_process_group
 from hotcb.freeze import FreezeMode
 from hotcb.ledger import append_jsonl, dumps
+from hotcb.modules.tune.storage import SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +269,11 @@ class HotKernel:
         env = env or {}
         if "step" in env:
             self.step = int(env["step"] or 0)
-        if not self.is_writer or self._calls == 0:
-            # Ranks > 0 own no files. A kernel that never reached a safe point (the launching
-            # process under ddp_spawn, whose copies did the work) must not touch them either.
+        if not self.is_writer or (self._calls == 0 and (self.run_dir / SUMMARY_FILE).exists()):
+            # Ranks > 0 own no files. A kernel that never reached a safe point while the run's
+            # summary exists is the launching process under ddp_spawn, whose copies did the
+            # work: it must not overwrite their record. (A job that failed before its first
+            # safe point still gets its summary written.)
             self._closed = True
             return
         if self.reader.has_new():

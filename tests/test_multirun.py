@@ -38,7 +38,7 @@ def test_two_recipes_two_seeds(launcher, tmp_path):
 def test_one_failed_job_leaves_the_others_intact(launcher, tmp_path):
     app = shutil.copytree(ROOT / "tests" / "packaging" / "app", tmp_path / "app")
     sweep = tmp_path / "sweep"
-    args = [str(app / "train.py"), "-m", "tune=active", "fail=false,true,false", "epochs=3", f"hydra.sweep.dir={sweep}"]
+    args = [str(app / "train.py"), "-m", "tune=active", "fail=false,true,false", "epochs=5", f"hydra.sweep.dir={sweep}"]
     if launcher == "joblib":
         args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]
     proc = run_python(*args, cwd=tmp_path, timeout=600)
@@ -46,7 +46,7 @@ def test_one_failed_job_leaves_the_others_intact(launcher, tmp_path):
     jobs = {j.path.name: j for j in load_jobs(sweep)}
     assert [jobs[n].status for n in ("0", "1", "2")] == ["completed", "failed", "completed"]
     for name in ("0", "2"):
-        assert len(jobs[name].trajectory) == 3 and jobs[name].summary["decisions"] == 3
+        assert len(jobs[name].trajectory) == 5 and jobs[name].summary["decisions"] == 5
         for line in (sweep / name / "hotcb.tune.mutations.jsonl").read_text().splitlines():
             json.loads(line)
     failed = sweep / "1"
@@ -57,4 +57,4 @@ def test_one_failed_job_leaves_the_others_intact(launcher, tmp_path):
     assert out.returncode == 0, out.stderr
     cells = [[c.strip() for c in line.split("|")[1:3]] for line in out.stdout.splitlines()[2:4]]
     assert cells == [["fail=False", "2"], ["fail=True", "0 (+1 failed)"]]  # Hydra writes sweep values as Python does
-    assert f"failed: {failed} (tune=active fail=True epochs=3)" in out.stdout
+    assert f"failed: {failed} (tune=active fail=True epochs=5)" in out.stdout
