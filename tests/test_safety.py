@@ -138,3 +138,21 @@ def test_timed_pause_lifts_itself(tmp_path):
     summary = loop.kernel.status()["tune"]
     assert not summary["paused"] and summary["reject_streak"] == 0
     assert summary["applied"] == applied + 1  # proposing again at the decision the pause lifted
+
+
+def test_a_knob_at_its_walk_limit_tries_values_inside_it(tmp_path):
+    """The sampler keeps asking for more than the walk allows: each refusal is followed by a
+    trial of a value drawn inside the limit, so tuning never stalls on failures."""
+    walk = {"lr_mult": {"bounds": [0.5, 4.0]}}
+    loop = Loop(tmp_path, recipe(walk, acceptance={"baseline": "pre"}, safety={"max_total_mult": 3.0,
+                                                                             "max_global_reject_streak": 100}),
+                lr=0.01).run(12)
+    mutations = loop.records("mutations")
+    refused = [m for m in mutations if m["status"] == "failed" and "max_total_mult" in m["reason"]]
+    assert refused, "the walk limit was never reached"
+    inside = [m for m in mutations if m.get("note", "").startswith("drawn inside the safety limits")]
+    assert len(inside) == len(refused)
+    for m in inside:
+        assert m["status"] == "applied" and 0.01 / 3.0 - 1e-12 <= m["after"][0] <= 0.03 + 1e-12
+    trials = {(m["study"], m["trial"]) for m in mutations if m["status"] in ("applied", "failed")}
+    assert len(trials) == len([m for m in mutations if m["status"] in ("applied", "failed")])  # one trial each

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class HotTuneController:
         self.paused_reason = ""
         self.paused_until: Optional[int] = None  # decision count at which a timed pause lifts
         self._last_was_mutation = False  # the control baseline alternates mutation and control segments
+        self._rng = random.Random(recipe.search.seed)  # values drawn inside the safety limits
         self.reject_streak = 0
         self.decisions = 0
         self.global_cooldown_until = 0
@@ -325,18 +327,18 @@ class HotTuneController:
         family = eligible[0]
         stats = self._stats(family.name)
         stats.last_decision = self.decisions
-        proposal = self.search.ask(family, phase)
-        self.counts["proposed"] += 1
-        self.mutation_seq += 1
-        mutation_id = f"m{self.mutation_seq:04d}"
-        patch = family.patch(proposal.value)
         actuator = self.mutable_state[family.actuator]
-        record = {
-            "id": mutation_id, "step": step, "epoch": env.get("epoch"), "phase": phase,
-            "family": family.name, "actuator": family.actuator, "patch": patch, "value": proposal.value,
-            "study": proposal.study, "trial": proposal.trial, "ts": time.time(),
-        }
+        proposal, record, patch = self._propose(family, phase, step, env)
         problem = self._step_limit(family, proposal.value) or self._walk_limit(family, actuator, patch, env)
+        if problem:
+            # The sampler asked for more than safety allows: record that, then try a value
+            # inside what is allowed, so that a knob at its limit is not stuck proposing it.
+            self._fail(family, proposal, record, problem)
+            inside = self._allowed_value(family, actuator, env)
+            if inside is None:
+                return
+            proposal, record, patch = self._propose(family, phase, step, env, fixed=inside)
+            problem = self._step_limit(family, proposal.value) or self._walk_limit(family, actuator, patch, env)
         check = actuator.validate(patch, env) if not problem else None
         if problem or not check:
             self._fail(family, proposal, record, problem or check.reason)
@@ -358,8 +360,47 @@ class HotTuneController:
         self._log_mutation(record, "applied", before=result.before, after=result.after)
         self.segment = Segment(
             f"s{self.decisions:05d}", step, start, metrics, phase, family=family, proposal=proposal,
-            mutation_id=mutation_id, params_snapshot=params_snapshot, state_snapshot=state_snapshot,
+            mutation_id=record["id"], params_snapshot=params_snapshot, state_snapshot=state_snapshot,
         )
+
+    def _propose(self, family: Family, phase: str, step: int, env: dict, fixed: Optional[float] = None):
+        """Ask the search for one proposal; returns it with its mutation record and patch."""
+        proposal = self.search.ask(family, phase, fixed=fixed)
+        self.counts["proposed"] += 1
+        self.mutation_seq += 1
+        patch = family.patch(proposal.value)
+        record = {
+            "id": f"m{self.mutation_seq:04d}", "step": step, "epoch": env.get("epoch"), "phase": phase,
+            "family": family.name, "actuator": family.actuator, "patch": patch, "value": proposal.value,
+            "study": proposal.study, "trial": proposal.trial, "ts": time.time(),
+        }
+        if fixed is not None:
+            record["note"] = "drawn inside the safety limits after the sampler's value was refused"
+        return proposal, record, patch
+
+    def _allowed_value(self, family: Family, actuator: Any, env: dict) -> Optional[float]:
+        """A value of ``family`` drawn (log-)uniformly from the part of its bounds that the
+        safety limits allow now; None when too little is left to be worth a trial."""
+        lo, hi = family.spec.bounds
+        if family.mode == "mult":
+            if self.recipe.safety.max_step_mult is not None:
+                lo, hi = max(lo, 1.0 / self.recipe.safety.max_step_mult), min(hi, self.recipe.safety.max_step_mult)
+            origin = self._stats(family.name).origin or []
+            current = [v for v in actuator.snapshot(env).get("values", [])]
+            if family.index is not None:
+                current = [v[family.index] for v in current if isinstance(v, tuple)]
+            limit = self.recipe.safety.max_total_mult
+            for c, v0 in zip(current, origin):
+                if c > 0 and v0 > 0 and limit is not None:
+                    lo, hi = max(lo, v0 / limit / c), min(hi, v0 * limit / c)
+                if c > 0 and family.spec.range is not None:
+                    lo, hi = max(lo, family.spec.range[0] / c), min(hi, family.spec.range[1] / c)
+            if not (lo > 0 and hi > lo * 1.01):
+                return None
+            return math.exp(self._rng.uniform(math.log(lo), math.log(hi)))
+        if family.spec.range is not None:
+            lo, hi = max(lo, family.spec.range[0]), min(hi, family.spec.range[1])
+        return self._rng.uniform(lo, hi) if hi > lo else None
 
     def _step_limit(self, family: Family, value: float) -> str:
         limit = self.recipe.safety.max_step_mult

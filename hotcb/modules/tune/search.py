@@ -73,10 +73,12 @@ class RandomSearch:
         self._rng = random.Random(spec.seed)
         self._asked: set[str] = set()
 
-    def ask(self, family: Family, phase: str) -> Proposal:
+    def ask(self, family: Family, phase: str, fixed: Optional[float] = None) -> Proposal:
         name = study_name(family, phase, self.spec.phase_conditioned)
         lo, hi = family.spec.bounds
-        if family.spec.prior_center is not None and name not in self._asked:
+        if fixed is not None:
+            value = fixed
+        elif family.spec.prior_center is not None and name not in self._asked:
             value = family.spec.prior_center
         elif family.log_scale:
             value = math.exp(self._rng.uniform(math.log(lo), math.log(hi)))
@@ -212,9 +214,13 @@ class OptunaSearch:
             study.enqueue_trial({PARAM: family.spec.prior_center})
 
     # -- ask / tell -------------------------------------------------------------------------
-    def ask(self, family: Family, phase: str) -> Proposal:
+    def ask(self, family: Family, phase: str, fixed: Optional[float] = None) -> Proposal:
+        """Open a trial; with ``fixed``, the trial takes that value (enqueued) instead of the
+        sampler's, which is how a proposal is kept inside the safety limits."""
         def ask_once() -> Proposal:
             study = self.study(family, phase)
+            if fixed is not None:
+                study.enqueue_trial({PARAM: fixed}, skip_if_exists=False)
             trial = study.ask({PARAM: distribution(family)})
             self._open[(study.study_name, trial.number)] = study
             return Proposal(family.name, float(trial.params[PARAM]), study.study_name, trial.number)
