@@ -254,7 +254,11 @@ class HotKernel:
         if command.module in ("opt", "loss"):
             from hotcb.modules.manual import handle_manual
 
-            return handle_manual(self.mutable_state, command.module, command.op, command.args, env)
+            detail = handle_manual(self.mutable_state, command.module, command.op, command.args, env)
+            if self._tune is not None:
+                cancelled = self._tune.on_manual_change([f"{command.module}.{key}" for key in command.args])
+                detail += f"; {cancelled}" if cancelled else ""
+            return detail
         raise ValueError(f"unknown module {command.module!r}; accepted: tune, opt, loss, freeze")
 
     def _write_ledger(self, record: dict) -> None:

@@ -198,3 +198,38 @@ def test_apply_is_a_noop_after_close(tmp_path):
     send(tmp_path, Command("tune", "enable"))
     kernel.apply({"step": 2})
     assert _ledger(tmp_path) == []
+
+
+def test_absurd_lr_is_rejected_not_crashing(tmp_path):
+    kernel, opt = _kernel(tmp_path)
+    send(tmp_path, Command("opt", "set", {"lr": 1e300}))
+    kernel.apply({"step": 1})
+    (record,) = _ledger(tmp_path)
+    assert record["status"] == "rejected" and record["reason"] == "opt.lr: 1e+300 is above the hard limit <= 10000.0"
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_live_search_change_is_rejected(tmp_path):
+    kernel, _ = _kernel(tmp_path, tune_mode="observe")
+    send(tmp_path, Command("tune", "set", {"search.storage": "memory"}))
+    kernel.apply({"step": 1})
+    (record,) = _ledger(tmp_path)
+    assert record["status"] == "rejected" and record["reason"].startswith(
+        "search.storage: the search cannot change while the run trains")
+
+
+def test_manual_change_cancels_the_segment_on_that_knob(tmp_path):
+    recipe = {"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [1.5, 2.0]}}}},
+              "acceptance": {"baseline": "pre", "rollback": "params"},
+              "search": {"algorithm": "random", "seed": 0, "storage": "memory"}}
+    kernel, opt = _kernel(tmp_path, recipe=recipe, tune_mode="active")
+    metric = lambda name, default=None: 1.0 if name == "val/loss" else default  # noqa: E731
+    kernel.apply({"step": 1, "metric": metric}, ["val_epoch_end"])
+    assert kernel.tune.segment is not None
+    send(tmp_path, Command("opt", "set", {"lr": 0.01}))
+    kernel.apply({"step": 2}, ["train_batch_end"])
+    (record,) = _ledger(tmp_path)
+    assert record["status"] == "applied" and record["detail"].endswith("cancelled")
+    assert kernel.tune.segment is None and opt.param_groups[0]["lr"] == 0.01
+    statuses = [m["status"] for m in read_jsonl(tmp_path / "hotcb.tune.mutations.jsonl")]
+    assert statuses == ["applied", "cancelled"]

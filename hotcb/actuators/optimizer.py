@@ -25,9 +25,11 @@ _GROUP_LR_KEYS = ("initial_lr", "max_lr", "min_lr")
 _SCHEDULER_LIST_ATTRS = ("base_lrs", "max_lrs", "min_lrs", "_last_lr")
 _SCHEDULER_SCALAR_ATTRS = ("eta_min",)
 
+# No optimizer trains at an lr or weight decay above 1e4; the cap keeps a typo such as 1e300
+# from overflowing the optimizer's float32 arithmetic and crashing the run.
 HARD_LIMITS = {
-    "lr": Limits(0.0, math.inf, low_inclusive=False),
-    "weight_decay": Limits(0.0, math.inf),
+    "lr": Limits(0.0, 1e4, low_inclusive=False),
+    "weight_decay": Limits(0.0, 1e4),
     "betas": Limits(0.0, 1.0, high_inclusive=False),
 }
 KINDS = {"lr": ParamKind.LOG_FLOAT, "weight_decay": ParamKind.LOG_FLOAT, "betas": ParamKind.TUPLE}

@@ -642,6 +642,9 @@ class HotTuneController:
         for key, value in args.items():
             if "_target_" in key or _mentions_target(value):
                 raise CommandRejected(f"{key}: live commands cannot set a _target_")
+            if key == "search" or key.startswith("search."):
+                raise CommandRejected(f"{key}: the search cannot change while the run trains (its studies, "
+                                      "sampler and storage are fixed when they open); set it in the recipe of the next run")
             data = set_dotted(data, key, value)
         from hotcb.config_errors import ConfigError
 
@@ -654,6 +657,17 @@ class HotTuneController:
         self.storage.write_recipe(recipe.to_dict())
         self.write_summary()
         return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+    def on_manual_change(self, actuators: list[str]) -> str:
+        """A live ``opt``/``loss`` command moved a knob: a segment judging that knob can no
+        longer be scored (its credit would go to the wrong change), so it is cancelled and the
+        manual value stays."""
+        seg = self.segment
+        if seg is None or seg.family is None or seg.family.actuator not in actuators:
+            return ""
+        note = self._cancel_segment(f"manual change of {seg.family.actuator} during the segment")
+        self.write_summary()
+        return note
 
     def _cancel_segment(self, why: str) -> str:
         seg = self.segment
