@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from hotcb import __version__
 from hotcb.channel import Command, send
 from hotcb.ledger import iter_jsonl
 
@@ -206,7 +207,11 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
         name = args.config_name or "hotcb/default"
     with context:
         cfg = compose(config_name=name, overrides=list(args.overrides), return_hydra_config=True)
-        validate_hotcb(cfg, ConfigOrigin.from_hydra(cfg.hydra))
+        try:
+            origin = ConfigOrigin.from_hydra(cfg.hydra)
+        except Exception:  # noqa: BLE001 - the origin label is a courtesy; validation goes on without it
+            origin = None
+        validate_hotcb(cfg, origin)
         choices = sorted(f"{k}={v}" for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra/"))
     print(f"hotcb: configuration is valid ({' '.join(choices)})")
     return 0
@@ -266,21 +271,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", help="the run directory (printed by the job at start)")
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                         help="after sending, wait this long for the job's outcome and print it")
+    parser.add_argument("--version", action="version", version=f"hotcb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    # --dir and --wait may also follow the subcommand (`hotcb tune disable --dir RUN --wait 30`)
+    reads = argparse.ArgumentParser(add_help=False)
+    reads.add_argument("--dir", default=argparse.SUPPRESS, help="the run directory")
+    sends = argparse.ArgumentParser(add_help=False, parents=[reads])
+    sends.add_argument("--wait", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+                       help="wait this long for the job's outcome and print it")
 
     tune = sub.add_parser("tune", help="online hyperparameter tuning").add_subparsers(dest="tune_command", required=True)
-    p = tune.add_parser("enable", help="enable tuning (default mode: active); also resumes after a pause")
+    p = tune.add_parser("enable", parents=[sends], help="enable tuning (default mode: active); also resumes after a pause")
     p.add_argument("--mode", default="active", choices=["active", "observe", "suggest", "replay"])
     p.add_argument("--from", dest="source", help="with --mode replay: the run whose accepted mutations to replay")
     p.set_defaults(func=cmd_tune_enable)
-    tune.add_parser("disable", help="stop tuning (the current values stay)").set_defaults(func=cmd_tune_disable)
-    p = tune.add_parser("status", help="show tune status and summary")
+    tune.add_parser("disable", parents=[sends], help="stop tuning (the current values stay)").set_defaults(func=cmd_tune_disable)
+    p = tune.add_parser("status", parents=[reads], help="show tune status and summary")
     p.add_argument("--json", action="store_true", help="print the raw summary")
     p.set_defaults(func=cmd_tune_status)
-    p = tune.add_parser("set", help="change recipe fields, e.g. acceptance.epsilon=0.002")
+    p = tune.add_parser("set", parents=[sends], help="change recipe fields, e.g. acceptance.epsilon=0.002")
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_tune_set)
-    p = tune.add_parser("export-recipe", help="write the run's current recipe (YAML, or JSON by extension)")
+    p = tune.add_parser("export-recipe", parents=[reads], help="write the run's current recipe (YAML, or JSON by extension)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_tune_export_recipe)
     p = tune.add_parser("evolve", help="a new recipe whose priors and bounds follow what won in earlier runs")
@@ -310,14 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="PNG path (default: MULTIRUN_DIR/compare.png; 'none' to skip)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("freeze", help="prod: ignore every external command; off: accept them again")
+    p = sub.add_parser("freeze", parents=[sends], help="prod: ignore every external command; off: accept them again")
     p.add_argument("--mode", required=True, choices=["off", "prod", "replay"])
     p.set_defaults(func=cmd_freeze)
 
     for module, what in (("opt", "optimizer hyperparameters, e.g. lr=1e-3"), ("loss", "loss weights, e.g. aux=0.5")):
         mod = sub.add_parser(module, help=f"set or scale {what}").add_subparsers(dest="op", required=True)
         for op in ("set", "scale"):
-            p = mod.add_parser(op, help=f"{op} {what}")
+            p = mod.add_parser(op, parents=[sends], help=f"{op} {what}")
             p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
             p.set_defaults(func=cmd_module_set, module=module)
     return parser
@@ -333,13 +345,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"hotcb: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hotcb ... | head`: the reader left; that is not an error
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # noqa: BLE001 - config errors and the like: one readable line
         from hotcb.config_errors import ConfigError
 
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, ConfigError) or _is_hydra_error(exc):
             print(f"hotcb: error: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+def _is_hydra_error(exc: Exception) -> bool:
+    """Hydra's own errors (a missing config option, a bad override) are user errors too."""
+    module = sys.modules.get("hydra.errors")
+    return module is not None and isinstance(exc, module.HydraException)
 
 
 if __name__ == "__main__":

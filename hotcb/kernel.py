@@ -242,6 +242,8 @@ class HotKernel:
             self._write_ledger({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
             return
         self._write_ledger({**base, "status": "applied", "detail": detail})
+        if self._tune is not None:
+            self._tune.write_summary()  # status shows the change even while tuning is off
 
     def _route(self, command: Command, env: dict) -> str:
         if command.module == "freeze":
@@ -384,9 +386,9 @@ def _read_run_config(run_dir: Path) -> dict:
     path = run_dir / CONFIG_FILE
     if not path.exists():
         return {}
-    import yaml
+    from hotcb.modules.tune.recipe import parse_yaml
 
-    data = yaml.safe_load(path.read_text()) or {}
+    data = parse_yaml(path.read_text()) or {}
     tune = data.get("tune") or {}
     if not isinstance(tune, dict):
         raise ValueError(f"{path}: 'tune' must be a mapping, got {tune!r}")

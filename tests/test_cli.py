@@ -64,3 +64,29 @@ def test_status_and_export_from_a_finished_run(tmp_path, seed_recipe_text):
     assert hotcb_cli("--dir", str(tmp_path), "tune", "export-recipe", "--out", str(out)).returncode == 0
     assert TuneRecipe.from_dict(json.loads(out.read_text())) == kernel.recipe
     assert not (tmp_path / APPLIED_FILE).exists()
+
+
+def test_wait_and_dir_may_follow_the_subcommand(tmp_path):
+    proc = hotcb_cli("tune", "disable", "--dir", str(tmp_path), "--wait", "0.3")
+    assert proc.returncode == 3 and "no outcome within 0.3s" in proc.stderr
+    assert read_jsonl(tmp_path / COMMANDS_FILE)[0]["op"] == "disable"
+
+
+def test_version():
+    from hotcb import __version__
+
+    assert hotcb_cli("--version").stdout.strip() == f"hotcb {__version__}"
+
+
+def test_validate_names_a_missing_option_without_a_traceback():
+    proc = hotcb_cli("config", "validate", "recipe=nope")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("hotcb: error: In 'hotcb/default': Could not find 'recipe/nope'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_recipe_file_numbers_read_as_hydra_reads_them(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("acceptance:\n  epsilon: 1e-3\n")
+    proc = hotcb_cli("config", "validate", "--recipe", str(path))
+    assert proc.returncode == 0, proc.stderr

@@ -8,8 +8,10 @@ tries is switched off.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,10 +21,31 @@ from hotcb.modules.tune.storage import RECIPE_FILE
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
+    """YAML as Hydra reads it: ``1e-3`` is a number (PyYAML's YAML 1.1 rules make it a string,
+    so the same recipe file would pass as ``recipe=x`` and fail when loaded here)."""
+    with open(path, encoding="utf-8") as fh:
+        return parse_yaml(fh.read())
+
+
+def parse_yaml(text: str) -> Any:
     import yaml
 
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    return yaml.load(text, Loader=_yaml_loader())
+
+
+@functools.lru_cache(maxsize=1)
+def _yaml_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
 
 
 def load_recipe(source: Any = None, *, run_dir: str | os.PathLike | None = None) -> TuneRecipe:
