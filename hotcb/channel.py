@@ -19,6 +19,7 @@ from typing import Any
 from hotcb.ledger import dumps
 
 COMMANDS_FILE = "hotcb.commands.jsonl"
+APPLIED_FILE = "hotcb.applied.jsonl"  # the outcome of each command, written by the training process
 
 
 @dataclass(frozen=True)

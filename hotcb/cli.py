@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hotcb import __version__
-from hotcb.channel import Command, send
+from hotcb.channel import APPLIED_FILE, Command, send
 from hotcb.ledger import iter_jsonl
-
-APPLIED_FILE = "hotcb.applied.jsonl"  # kept in step with hotcb.kernel.APPLIED_FILE (tests check)
 
 
 class CLIError(Exception):

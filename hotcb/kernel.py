@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional
 
 from hotcb.actuators.base import BaseActuator
 from hotcb.actuators.mutable_state import MutableState
-from hotcb.channel import Command, CommandReader, MalformedCommand
+from hotcb.channel import APPLIED_FILE, Command, CommandReader, MalformedCommand
 from hotcb.distributed import ProcessGroup, Recorder, Replayer, launcher_rank, torch_process_group
 from hotcb.freeze import FreezeMode
 from hotcb.ledger import append_jsonl, dumps
@@ -32,7 +32,6 @@ from hotcb.modules.tune.storage import SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
-APPLIED_FILE = "hotcb.applied.jsonl"
 METRICS_FILE = "hotcb.metrics.jsonl"
 CONFIG_FILE = "hotcb.yaml"
 DISCARDED_FILE = "hotcb.discarded.jsonl"
