@@ -17,7 +17,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Optional
 
 from hotcb.actuators import state as training_state
@@ -25,8 +24,9 @@ from hotcb.actuators.base import ActuatorState
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
+from hotcb.modules.tune.replay import ReplaySource
 from hotcb.modules.tune.search import Proposal, check_sampler_modules, check_warm_start, make_search
-from hotcb.modules.tune.storage import MUTATIONS_FILE, RECIPE_FILE, TuneStorage, read_mutations
+from hotcb.modules.tune.storage import TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +126,13 @@ class HotTuneController:
         self.grad_norms: list[float] = []
         self.last_metrics: dict = {}
         self.errors: list[str] = []
-        self.replay_from = replay_from
-        self._replay_queue: Optional[list[dict]] = None
-        self._replayed: list[str] = []  # source mutation ids done (replayed or failed), kept across resumes
+        self.replay = ReplaySource(replay_from)
         self._pending_cancel: Optional[dict] = None
         self._warned: set[str] = set()
         self._warned_state = False
         if self.mode is TuneMode.REPLAY and replay_from:
             try:
-                self._replay_queue = self._load_replay(replay_from)
+                self.replay.load()
             except ValueError as exc:
                 from hotcb.config_errors import ConfigError
 
@@ -563,21 +561,8 @@ class HotTuneController:
 
     # -- replay -----------------------------------------------------------------------------
     def _replay(self, env: dict) -> None:
-        if self._replay_queue is None:
-            if not self.replay_from:
-                self._replay_queue = []
-                log.warning("hotcb tune: replay mode needs a run to replay from (tune enable --mode replay --from RUN)")
-                return
-            try:
-                self._replay_queue = self._load_replay(self.replay_from)
-            except ValueError as exc:
-                self._replay_queue = []
-                log.warning("hotcb tune: %s", exc)
-                return
         step = self._step(env)
-        while self._replay_queue and int(self._replay_queue[0].get("step", 0)) <= step:
-            src = self._replay_queue.pop(0)
-            self._replayed.append(src["id"])
+        for src in self.replay.due(step):
             actuator = self.mutable_state.get(src.get("actuator", ""))
             record = {"id": f"r-{src['id']}", "step": step, "family": src.get("family"), "actuator": src.get("actuator"),
                       "patch": src.get("patch"), "value": src.get("value"), "replayed_from": src["id"]}
@@ -594,16 +579,6 @@ class HotTuneController:
                 self.counts["failed"] += 1
                 self._log_mutation(record, "failed", reason=result.detail)
 
-    def _load_replay(self, source: str) -> list[dict]:
-        """``source``'s accepted mutations in step order, less those this run already replayed
-        (after a resume the checkpoint holds them); ValueError when it is not a tuned run."""
-        if not any((Path(source) / name).is_file() for name in (MUTATIONS_FILE, RECIPE_FILE)):
-            raise ValueError(f"replay source {source} has no {MUTATIONS_FILE} or {RECIPE_FILE} (is it a tuned run directory?)")
-        records = read_mutations(source)
-        accepted = {r["id"] for r in records if r.get("status") == "accepted"}
-        done = set(self._replayed)
-        return [r for r in records if r.get("status") == "applied" and r["id"] in accepted and r["id"] not in done]
-
     # -- commands ---------------------------------------------------------------------------
     def handle(self, op: str, args: dict) -> str:
         """Apply a live ``tune`` command; raises CommandRejected with the reason."""
@@ -616,11 +591,13 @@ class HotTuneController:
                 source = args.get("from")
                 if not source:
                     raise CommandRejected("replay mode needs --from RUN_DIR")
+                same = str(source) == self.replay.source
+                replay = ReplaySource(str(source), self.replay.done if same else ())
                 try:
-                    queue = self._load_replay(str(source))
+                    replay.load()
                 except ValueError as exc:
                     raise CommandRejected(str(exc)) from None
-                self.replay_from, self._replay_queue = str(source), queue
+                self.replay = replay
             resumed = bool(self.paused_reason)
             self.paused_reason, self.paused_until, self.reject_streak = "", None, 0
             self.mode = mode
@@ -734,7 +711,7 @@ class HotTuneController:
             "control_rates": list(self.evaluator.control_rates),
             "last_was_mutation": self._last_was_mutation,
             "search": self._search.state_dict() if self._search is not None else None,
-            "replay": {"from": self.replay_from, "done": list(self._replayed)},
+            "replay": self.replay.state_dict(),
             "open_segment": None if seg is None or seg.control else {
                 "id": seg.id, "mutation_id": seg.mutation_id, "family": seg.family.name,
                 "actuator": seg.family.actuator, "params_snapshot": seg.params_snapshot,
@@ -763,8 +740,7 @@ class HotTuneController:
         self.segment = None
         self._pending_cancel = state.get("open_segment")
         replay = state.get("replay") or {}
-        self.replay_from = replay.get("from") or self.replay_from
-        self._replayed, self._replay_queue = list(replay.get("done") or []), None
+        self.replay = ReplaySource(replay.get("from") or self.replay.source, replay.get("done") or ())
         if state.get("search"):
             self.search.load_state_dict(state["search"])  # closes the open segment's trial as FAIL
         self.storage.write_recipe(self.recipe.to_dict())
