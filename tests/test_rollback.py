@@ -15,7 +15,7 @@ from hotcb.actuators import optimizer_actuators
 from hotcb.actuators import state as training_state
 from tune_loop import Loop, recipe
 
-EXPLODE = {"lr": {"mode": "set", "bounds": [1e4, 1e5], "range": [1e-6, 1e6]}}
+EXPLODE = {"lr": {"mode": "set", "bounds": [5e3, 1e4], "range": [1e-6, 1e4]}}  # at the hard limit
 
 
 def _clone(obj):
@@ -69,7 +69,7 @@ def test_nan_mutation_is_rejected_at_once_and_state_restored_bit_exact(tmp_path,
     loop.run(3, steps=6, before_decision=remember)  # trend needs three points, then proposes
     assert loop.kernel.tune.segment is not None, "no mutation was applied"
     start = loop.kernel.tune.segment.start_step
-    assert loop.optimizer.param_groups[0]["lr"] >= 1e4
+    assert loop.optimizer.param_groups[0]["lr"] >= 5e3
     if on_disk:
         assert list((tmp_path / "snapshots").glob("*.pt"))
     for _ in range(20):
