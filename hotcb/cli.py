@@ -104,6 +104,10 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"run: {run_dir}")
+    if isinstance(summary.get("updated"), (int, float)):
+        age = time.time() - summary["updated"]
+        stale = " (no safe point since: is the job still running?)" if age > 600 else ""
+        print(f"updated: {age:.0f} s ago{stale}")
     state = summary["mode"] + (f", PAUSED: {summary['pause_reason']}" if summary.get("paused") else "")
     print(f"mode: {state}")
     if summary.get("waiting_for"):

@@ -90,3 +90,14 @@ def test_recipe_file_numbers_read_as_hydra_reads_them(tmp_path):
     path.write_text("acceptance:\n  epsilon: 1e-3\n")
     proc = hotcb_cli("config", "validate", "--recipe", str(path))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_status_says_how_old_the_summary_is(tmp_path):
+    from hotcb.ledger import write_json_atomic
+
+    summary = {"mode": "active", "decisions": 1, "proposed": 0, "applied": 0, "accepted": 0, "rejected": 0,
+               "failed": 0, "accept_rate": None, "updated": 0.0}
+    write_json_atomic(tmp_path / "hotcb.tune.summary.json", summary)
+    out = hotcb_cli("--dir", str(tmp_path), "tune", "status")
+    assert out.returncode == 0, out.stderr
+    assert "(no safe point since: is the job still running?)" in out.stdout
