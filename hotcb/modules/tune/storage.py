@@ -60,6 +60,3 @@ def read_summary(run_dir: str | os.PathLike) -> dict | None:
 def read_mutations(run_dir: str | os.PathLike) -> list[dict]:
     return read_jsonl(Path(run_dir) / MUTATIONS_FILE)
 
-
-def read_segments(run_dir: str | os.PathLike) -> list[dict]:
-    return read_jsonl(Path(run_dir) / SEGMENTS_FILE)
