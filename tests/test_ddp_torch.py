@@ -1,66 +1,21 @@
-"""A bare torch.distributed loop (2 processes, gloo): the kernel joins the world by itself."""
+"""A bare torch.distributed loop under torchrun (2 processes, gloo): the kernel joins the world by itself."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from examples.digits import digits_tensors, mlp
-from hotcb import HotKernel
-from hotcb.actuators import mutable_state, optimizer_actuators
-from hotcb.adapters.torch import metric_accessor
 from hotcb.channel import Command, send
 from hotcb.ledger import read_jsonl
+from tests.conftest import ROOT
 
-RECIPE = {
-    "objective": {"primary": "val/loss", "mode": "min"},
-    "actuators": {"opt": {"enabled": True, "mutations": {"lr_mult": {"bounds": [0.5, 2.0], "cooldown": 0}}}},
-    "search": {"algorithm": "tpe", "startup_trials": 2, "seed": 0},
-    # Every mutation rejected and its training state rolled back on every rank.
-    "acceptance": {"baseline": "pre", "rollback": "state", "epsilon": 1e9},
-    "safety": {"max_global_reject_streak": 100},
-}
-
-
-def _worker(rank: int, world: int, run_dir: str, out_dir: str) -> None:
-    os.environ["RANK"] = str(rank)  # as torchrun sets it
-    # A rendezvous file, not a TCP port: parallel test runs cannot meet in the same world.
-    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))  # a desync fails the test, not hangs it
-    torch.manual_seed(0)
-    (xt, yt), (xv, yv) = digits_tensors()
-    model = mlp()
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    kernel = HotKernel(run_dir, mutable_state=mutable_state(optimizer_actuators(optimizer)), recipe=RECIPE,
-                       tune_mode="active")
-    metrics: dict = {}
-    env = {"model": model, "optimizer": optimizer, "metric": metric_accessor(metrics), "max_steps": 60}
-    trace, step = [], 0
-    shard = torch.arange(rank, len(xt), world)
-    for epoch in range(5):
-        for batch in shard.split(64):
-            w = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
-            trace.append([step, optimizer.param_groups[0]["lr"], float(w.sum()), float(w.square().sum())])
-            loss = torch.nn.functional.cross_entropy(ddp(xt[batch]), yt[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            kernel.apply(env={**env, "step": step, "epoch": epoch, "loss": loss.detach()}, events=["train_batch_end"])
-        with torch.no_grad():
-            metrics["val_loss"] = float(torch.nn.functional.cross_entropy(model(xv), yv))
-        kernel.apply(env={**env, "step": step, "epoch": epoch}, events=["val_epoch_end"])
-    kernel.close(env={"step": step})
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"trace": trace, "writer": kernel.is_writer}))
-    dist.destroy_process_group()
+JOB = ROOT / "tests" / "jobs" / "torch_ddp.py"
 
 
 @pytest.mark.slow
@@ -68,7 +23,20 @@ def test_bare_torch_ddp_ranks_follow_rank_zero(tmp_path: Path) -> None:
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
     command = send(run, Command("opt", "set", {"lr": 0.02}))  # waiting before the run starts
-    mp.spawn(_worker, args=(2, str(run), str(out)), nprocs=2, join=True)
+    # --standalone: a rendezvous on a free local port, so parallel test runs cannot meet.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(JOB), str(run), str(out)],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s:\n{output[-6000:]}")
+    assert proc.returncode == 0, output[-6000:]
 
     rank0, rank1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
     assert (rank0["writer"], rank1["writer"]) == (True, False)
