@@ -68,9 +68,31 @@ def validate_config(data: Any, source: str = "", origin: Origin = None) -> Hotcb
         problem = target_problem(target, config.allow_targets)
         if problem:
             problems.append(format_problem(f"hotcb.{where}", problem, origin))
+    if not problems:
+        problems = [format_problem(f"hotcb.{path}", message, origin) for path, message in run_problems(config)]
     if problems:
         raise ConfigError(problems, source)
     return config
+
+
+def run_problems(config: HotcbConfig) -> list[tuple[str, str]]:
+    """What a valid config would still trip over once the run starts (a sampler that cannot be
+    built, a missing warm-start or replay source), as (path under ``hotcb``, message): found
+    by ``config validate`` and before any model is built, not at the first proposal."""
+    if config.tune.mode == "replay":
+        from hotcb.modules.tune.replay import ReplaySource
+
+        try:
+            ReplaySource(config.tune.replay_from).load()
+        except ValueError as exc:
+            return [("tune.replay_from", str(exc))]
+    if config.tune.mode not in ("active", "suggest"):
+        return []
+    from hotcb.modules.tune.search import default_sampler_factory, search_problems
+
+    allowed = tuple(config.allow_targets)
+    problems = search_problems(config.recipe, lambda: default_sampler_factory(config.recipe.search, allowed)())
+    return [(f"recipe.{path}", message) for path, message in problems]
 
 
 def validate_hotcb(cfg: Any, origin: Origin = None, source: str = "cfg.hotcb") -> HotcbConfig:

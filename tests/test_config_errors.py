@@ -73,6 +73,21 @@ CASES = [
      ["tune=fast → hotcb.tune.mode: must be one of 'off', 'observe', 'suggest', 'active' or 'replay' (got 'activ')"]),
     ("replay-without-source", {}, ["tune=replay"],
      ["tune=replay → hotcb.tune.replay_from: required value is missing (???); set it"]),
+    # Valid by the schema, but the run would trip over them: found now, not at the first proposal.
+    ("sampler-argument-typo", {}, ["tune=active", "search=tpe", "+hotcb.recipe.search.sampler.n_startup_trialz=3"],
+     ["override +hotcb.recipe.search.sampler.n_startup_trialz=3 → hotcb.recipe.search.sampler.n_startup_trialz: TPESampler "
+      "takes no argument 'n_startup_trialz'; accepted: consider_prior, prior_weight, consider_magic_clip, consider_endpoints, "
+      "n_startup_trials, n_ei_candidates, gamma, weights, seed, multivariate, group, warn_independent_sampling, "
+      "constant_liar, constraints_func"]),
+    ("sampler-refuses-value", {}, ["tune=active", "search=qmc", "hotcb.recipe.search.sampler.qmc_type=bogus"],
+     ["search=qmc → hotcb.recipe.search.sampler: QMCSampler cannot be built from these arguments: "
+      "ValueError: The `qmc_type='bogus'` is invalid. Choose either `halton` or `sobol`."]),
+    ("warm-start-missing", {}, ["tune=active", "+hotcb.recipe.search.warm_start=[/no/such/run]"],
+     ["override +hotcb.recipe.search.warm_start=[/no/such/run] → hotcb.recipe.search.warm_start: "
+      "no run directory or study file at /no/such/run"]),
+    ("replay-source-missing", {}, ["tune=replay", "hotcb.tune.replay_from=/no/such/run"],
+     ["override hotcb.tune.replay_from=/no/such/run → hotcb.tune.replay_from: replay source /no/such/run has no "
+      "hotcb.tune.mutations.jsonl or hotcb.tune.recipe.yaml (is it a tuned run directory?)"]),
     ("override-epsilon", {}, ["recipe=lr_wd", "hotcb.recipe.acceptance.epsilon=-1"],
      ["override hotcb.recipe.acceptance.epsilon=-1 → hotcb.recipe.acceptance.epsilon: Input should be greater than or equal to 0 (got -1)"]),
     ("override-debounce", {}, ["hotcb.debounce_steps=0"],

@@ -22,10 +22,11 @@ from typing import Any, Optional
 from hotcb.actuators import state as training_state
 from hotcb.actuators.base import ActuatorState
 from hotcb.actuators.mutable_state import MutableState
+from hotcb.config_errors import ConfigError
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
 from hotcb.modules.tune.replay import ReplaySource
-from hotcb.modules.tune.search import Proposal, check_sampler_modules, check_warm_start, make_search
+from hotcb.modules.tune.search import Proposal, make_search, search_problems
 from hotcb.modules.tune.storage import TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,11 @@ class HotTuneController:
             try:
                 self.replay.load()
             except ValueError as exc:
-                from hotcb.config_errors import ConfigError
-
                 raise ConfigError([f"tune.replay_from: {exc}"], "hotcb") from None
         if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST):  # config errors, found before training
-            check_sampler_modules(recipe.search)
-            if write_files:
-                check_warm_start(recipe)
+            problems = search_problems(recipe, sampler_factory)  # every rank: all stop, none waits
+            if problems:
+                raise ConfigError([f"{path}: {message}" for path, message in problems], "recipe")
         self.storage.write_recipe(recipe.to_dict())
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -623,8 +622,6 @@ class HotTuneController:
                 raise CommandRejected(f"{key}: the search cannot change while the run trains (its studies, "
                                       "sampler and storage are fixed when they open); set it in the recipe of the next run")
             data = set_dotted(data, key, value)
-        from hotcb.config_errors import ConfigError
-
         try:
             recipe = TuneRecipe.from_dict(data)
         except ConfigError as exc:

@@ -146,15 +146,36 @@ SAMPLER_OF_ALGORITHM = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes":
                         "qmc": "QMCSampler"}
 
 
-def check_sampler_modules(spec: SearchSpec) -> None:
-    """Refuse, before training, a sampler whose optional modules are not installed."""
+def sampler_problems(spec: SearchSpec, factory: Callable[[], Any]) -> list[tuple[str, str]]:
+    """(path, message) for a sampler that cannot be built: optional modules not installed,
+    arguments its constructor does not take, or values it refuses. ``factory`` builds one
+    here, before training, instead of failing at the first proposal."""
     import importlib.util
+    import inspect
 
     target = (spec.sampler or {}).get("_target_") or SAMPLER_OF_ALGORITHM[spec.algorithm]
-    missing = [m for m in SAMPLER_NEEDS.get(str(target).rsplit(".", 1)[-1], ()) if importlib.util.find_spec(m) is None]
+    short = str(target).rsplit(".", 1)[-1]
+    missing = [m for m in SAMPLER_NEEDS.get(short, ()) if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError([f"search: {target} needs {', '.join(missing)}, which is not installed "
-                           f'(pip install "hotcb[tune]"; torch: the build for your hardware)'], "recipe")
+        return [("search", f"{target} needs {', '.join(missing)}, which is not installed "
+                           f'(pip install "hotcb[tune]"; torch: the build for your hardware)')]
+    if spec.sampler:
+        from hydra.utils import get_class
+
+        try:
+            params = inspect.signature(get_class(target)).parameters
+        except Exception as exc:  # noqa: BLE001 - an unimportable target is the problem itself
+            return [("search.sampler._target_", f"cannot import {target!r}: {exc}")]
+        unknown = sorted(k for k in spec.sampler if k not in params and not k.startswith("_"))
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            accepted = ", ".join(n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+            return [(f"search.sampler.{k}", f"{short} takes no argument {k!r}; accepted: {accepted}") for k in unknown]
+    try:
+        factory()
+    except Exception as exc:  # noqa: BLE001 - whatever the constructor refuses, said before training
+        cause = exc.__cause__ or exc  # hydra wraps the constructor's own error
+        return [("search.sampler", f"{short} cannot be built from these arguments: {type(cause).__name__}: {cause}")]
+    return []
 
 
 def storage_errors() -> tuple[type[BaseException], ...]:
@@ -208,7 +229,7 @@ class OptunaSearch:
         if self.spec.warm_start:
             trials, problems = warm_start_trials(self.spec.warm_start, study.study_name, distribution(family))
             for problem in problems:
-                self._note(problem)
+                self._note(f"search.warm_start: {problem}")
             study.add_trials(trials)
         if family.spec.prior_center is not None and not study.get_trials(deepcopy=False):
             study.enqueue_trial({PARAM: family.spec.prior_center})
@@ -375,21 +396,22 @@ def open_storage(spec: SearchSpec, run_dir: str | os.PathLike) -> tuple[Any, str
 
 
 def source_storage(source: str | os.PathLike) -> Any:
-    """An earlier run's study storage: its run directory, a sqlite file, or a journal file."""
+    """An earlier run's study storage: its run directory, a sqlite file, or a journal file;
+    ValueError, saying what is accepted, for anything else."""
     path = Path(source)
     if path.is_dir():
         for name, opener in ((STUDY_FILE, sqlite_storage), (JOURNAL_FILE, journal_storage)):
             if (path / name).is_file():
                 return opener(path / name)
-        raise ConfigError([f"search.warm_start: {path} holds no study ({STUDY_FILE} or {JOURNAL_FILE})"], "recipe")
+        raise ValueError(f"{path} holds no study ({STUDY_FILE} or {JOURNAL_FILE})")
     if not path.is_file():
-        raise ConfigError([f"search.warm_start: no run directory or study file at {path}"], "recipe")
+        raise ValueError(f"no run directory or study file at {path}")
     if path.suffix in (".sqlite", ".sqlite3", ".db"):
         return sqlite_storage(path)
     if path.suffix in (".journal", ".log"):
         return journal_storage(path)
     accepted = "a run directory, .sqlite/.sqlite3/.db, .journal/.log"
-    raise ConfigError([f"search.warm_start: {path} is not a study file (accepted: {accepted})"], "recipe")
+    raise ValueError(f"{path} is not a study file (accepted: {accepted})")
 
 
 def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[list[Any], list[str]]:
@@ -406,7 +428,7 @@ def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[li
         done = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.COMPLETE,))
         other = sorted({repr(t.distributions.get(PARAM)) for t in done if t.distributions.get(PARAM) != space})
         if other:
-            problems.append(f"search.warm_start: {source}: study {name!r} was searched over {', '.join(other)} "
+            problems.append(f"{source}: study {name!r} was searched over {', '.join(other)} "
                             f"but this run searches {space!r}; its trials are refused (a changed space is not mixed in)")
             continue
         trials += [create_trial(value=t.value, params=t.params, distributions=t.distributions,
@@ -414,26 +436,39 @@ def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[li
     return trials, problems
 
 
-def check_warm_start(recipe: TuneRecipe) -> None:
-    """Refuse, before training, warm-start sources that are missing, share no study with this
+def warm_start_problems(recipe: TuneRecipe) -> list[tuple[str, str]]:
+    """(path, message) for warm-start sources that are missing, share no study with this
     recipe, or searched a study over another space."""
-    if not recipe.search.warm_start:
-        return
-    try:
-        import optuna
-    except ImportError:
-        return  # random search has no history to seed; make_search logs the install hint
-    problems = []
+    import optuna
+
+    problems: list[tuple[str, str]] = []
     names = study_names(recipe)
+    readable = []
     for source in recipe.search.warm_start:
-        found = set(optuna.study.get_all_study_names(source_storage(source)))
+        try:
+            found = set(optuna.study.get_all_study_names(source_storage(source)))
+        except ValueError as exc:
+            problems.append(("search.warm_start", str(exc)))
+            continue
+        readable.append(source)
         if not found & set(names):
-            problems.append(f"search.warm_start: {source} shares no study with this recipe "
-                            f"(it has {sorted(found) or 'none'}; this run opens {sorted(names)})")
+            problems.append(("search.warm_start", f"{source} shares no study with this recipe "
+                                                  f"(it has {sorted(found) or 'none'}; this run opens {sorted(names)})"))
     for name, family in names.items():
-        problems += warm_start_trials(recipe.search.warm_start, name, distribution(family))[1]
-    if problems:
-        raise ConfigError(problems, "recipe")
+        problems += [("search.warm_start", p) for p in warm_start_trials(readable, name, distribution(family))[1]]
+    return problems
+
+
+def search_problems(recipe: TuneRecipe, factory: Optional[Callable[[], Any]] = None) -> list[tuple[str, str]]:
+    """Everything about ``recipe.search`` that would fail once training runs, as (path under
+    the recipe, message); empty without optuna (random search needs nothing). ``factory``:
+    the sampler factory the run will use (default: the recipe's, with the default allowlist)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return []  # make_search logs the install hint and falls back to random proposals
+    factory = factory or (lambda: default_sampler_factory(recipe.search)())
+    return sampler_problems(recipe.search, factory) + (warm_start_problems(recipe) if recipe.search.warm_start else [])
 
 
 def make_search(spec: SearchSpec, run_dir: str | os.PathLike, sampler_factory: Callable[[], Any] | None = None):
