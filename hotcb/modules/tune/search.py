@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from hotcb.config_errors import ConfigError
 from hotcb.modules.tune.schemas import Family, SearchSpec, TuneRecipe
 from hotcb.modules.tune.storage import JOURNAL_FILE, STUDY_FILE
 
