@@ -82,8 +82,8 @@ CASES = [
     ("sampler-refuses-value", {}, ["tune=active", "search=qmc", "hotcb.recipe.search.sampler.qmc_type=bogus"],
      ["search=qmc → hotcb.recipe.search.sampler: QMCSampler cannot be built from these arguments: "
       "ValueError: The `qmc_type='bogus'` is invalid. Choose either `halton` or `sobol`."]),
-    ("warm-start-missing", {}, ["tune=active", "+hotcb.recipe.search.warm_start=[/no/such/run]"],
-     ["override +hotcb.recipe.search.warm_start=[/no/such/run] → hotcb.recipe.search.warm_start: "
+    ("warm-start-missing", {}, ["tune=active", "hotcb.recipe.search.warm_start=[/no/such/run]"],
+     ["override hotcb.recipe.search.warm_start=[/no/such/run] → hotcb.recipe.search.warm_start: "
       "no run directory or study file at /no/such/run"]),
     ("replay-source-missing", {}, ["tune=replay", "hotcb.tune.replay_from=/no/such/run"],
      ["override hotcb.tune.replay_from=/no/such/run → hotcb.tune.replay_from: replay source /no/such/run has no "

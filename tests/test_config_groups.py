@@ -104,3 +104,38 @@ def test_adam_recipe_betas_are_set_mode_families(app_dir):
     assert families["opt.beta2"].mode == "set" and families["opt.beta2"].index == 1
     assert families["opt.beta2"].actuator == "opt.betas"
     assert families["opt.lr_mult"].mode == "mult"
+
+
+def _fields(model: type) -> dict:
+    """Every field of a pydantic model, nested models expanded, as a tree of names."""
+    from pydantic import BaseModel
+
+    out = {}
+    for name, field in model.model_fields.items():
+        tp = field.annotation
+        out[name] = _fields(tp) if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+    return out
+
+
+def test_recipe_schema_defaults_hold_every_field_at_the_models_default():
+    """hotcb/schema/recipe.yaml makes each field settable without `+`: it must list every
+    field (but the free-form actuators and phases) and agree with TuneRecipe's defaults."""
+    import yaml
+
+    from hotcb.modules.tune.schemas import TuneRecipe
+
+    data = yaml.safe_load(CONF.joinpath("hotcb", "schema", "recipe.yaml").read_text())
+    expected = _fields(TuneRecipe)
+    del expected["actuators"], expected["phases"]
+    assert {k: (set(v) if v else None) for k, v in expected.items()} == \
+        {k: (set(v) if isinstance(v, dict) else None) for k, v in data.items()}
+    defaults = TuneRecipe().model_dump()
+    assert TuneRecipe.model_validate(data).model_dump() == defaults
+
+
+def test_any_recipe_field_is_set_without_a_plus(app_dir):
+    cfg, config = _compose(app_dir, ["recipe=adam", "hotcb.recipe.safety.max_step_mult=2",
+                                     "hotcb.recipe.acceptance.snapshot_dir=/tmp/snaps", "hotcb.recipe.search.phase_conditioned=true"])
+    assert (config.recipe.safety.max_step_mult, config.recipe.acceptance.snapshot_dir) == (2, "/tmp/snaps")
+    assert config.recipe.search.phase_conditioned is True
+    assert config.recipe.actuators["opt"].mutations  # the recipe's own sections are untouched
