@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from optuna.trial import TrialState
 
 from hotcb.actuators import optimizer_actuators
 from hotcb.actuators import state as training_state
@@ -82,6 +83,9 @@ def test_nan_mutation_is_rejected_at_once_and_state_restored_bit_exact(tmp_path,
     seg = loop.decided()[0]
     assert seg["decision"] == "reject" and seg["end_step"] == nan_step < start + 6
     assert seg["reason"].startswith("blocked: non-finite loss") and seg["rollback"] == "state"
+    # The sampler learns from the catastrophe: a score below any seen, not a FAIL it would skip.
+    [trial] = loop.kernel.tune.search.study(loop.kernel.tune.families()["opt.lr"], "mid").trials
+    assert trial.state is TrialState.COMPLETE and trial.value == seg["told_score"] == -2 * abs(seg["pre"]["val/loss"])
     # Every tensor and RNG state is as it was at the decision point:
     _assert_same(_reference(loop), references[start], "state")
     assert loop.optimizer.param_groups[0]["lr"] == references[start]["optimizer"]["param_groups"][0]["lr"]

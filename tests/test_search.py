@@ -142,6 +142,18 @@ def test_tell_closes_failed_segments_as_fail_never_pruned(tmp_path):
     assert open_one.trial == 4
 
 
+def test_a_blocked_segment_is_told_a_score_below_any_seen():
+    search = OptunaSearch(SearchSpec(seed=0))
+    first = search.ask(LR, "mid")
+    search.tell_blocked(first, 0.5)  # nothing seen yet: minus the metric's magnitude, twice
+    for score in (0.2, -0.1):
+        search.tell(search.ask(LR, "mid"), score)
+    search.tell_blocked(search.ask(LR, "mid"), 0.05)  # the lowest score so far, less the spread
+    values = [t.value for t in search.study(LR, "mid").trials]
+    assert values == [-1.0, 0.2, -0.1, -1.0 - 1.2]
+    assert all(t.state is TrialState.COMPLETE for t in search.study(LR, "mid").trials)
+
+
 def test_suggest_mode_closes_each_proposal_as_fail(tmp_path):
     run_loop(tmp_path, mode="suggest", epochs=8)
     studies = assert_trials_match_segments(tmp_path)

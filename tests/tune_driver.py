@@ -108,14 +108,16 @@ def trials_by_study(run_dir: str | Path, storage: Any = None) -> dict[str, list]
 
 def assert_trials_match_segments(run_dir: str | Path, storage: Any = None) -> dict[str, list]:
     """Each proposal is one trial; an evaluated segment's trial is COMPLETE with exactly the
-    segment's score; every other trial is FAIL. Nothing RUNNING, nothing PRUNED."""
+    segment's score (a blocked one's: the ``told_score`` it records); every other trial is
+    FAIL. Nothing RUNNING, nothing PRUNED."""
     from optuna.trial import TrialState
 
     studies = trials_by_study(run_dir, storage)
     mutations = read_jsonl(Path(run_dir) / "hotcb.tune.mutations.jsonl")
     segments = read_jsonl(Path(run_dir) / "hotcb.tune.segments.jsonl")
     proposed = {r["id"]: (r["study"], r["trial"]) for r in mutations if r["status"] in ("applied", "failed", "suggested")}
-    scores = {s["mutation_id"]: s["score"] for s in segments if s.get("mutation_id")}
+    scores = {s["mutation_id"]: s["score"] if s["score"] is not None else s.get("told_score")
+              for s in segments if s.get("mutation_id")}
     trials = {(name, t.number): t for name, ts in studies.items() for t in ts if "warm_start" not in t.user_attrs}
     assert sorted(proposed.values()) == sorted(trials), "one trial per proposal, no more, no fewer"
     for mutation_id, key in proposed.items():

@@ -487,7 +487,10 @@ class HotTuneController:
         family = seg.family
         stats = self._stats(family.name)
         stats.cooldown_until = self.decisions + family.spec.cooldown + (0 if verdict.accepted else 1)
-        self.search.tell(seg.proposal, verdict.score if post is not None and not blocked else None)
+        if blocked:
+            record["told_score"] = self.search.tell_blocked(seg.proposal, seg.start_point.value)
+        else:
+            self.search.tell(seg.proposal, verdict.score if post is not None else None)
         if verdict.accepted:
             self._accept(seg, verdict, post, stats)
             decision = "accept"

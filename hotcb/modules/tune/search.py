@@ -5,7 +5,8 @@ Every mutation family gets its own study (and one per training phase when
 log-scale for multiplicative families. Families are searched apart because they are applied
 one at a time: a joint space would force every trial to name a value for knobs it never
 touched. ``ask`` opens a trial; ``tell`` closes it with the segment's score, or as FAIL when
-the segment could not be evaluated. A trial is never left PRUNED without a value, and a trial
+the segment could not be evaluated; a blocked segment (NaN, gradient spike) is told a score
+worse than any seen, so the sampler learns to stay away. A trial is never left PRUNED without a value, and a trial
 is told at most once.
 
 Studies live in the run's ``hotcb.tune.study.sqlite`` (an ordinary Optuna RDB storage that
@@ -88,6 +89,10 @@ class RandomSearch:
 
     def tell(self, proposal: Proposal, score: Optional[float]) -> None:
         """Random search learns nothing."""
+
+    def tell_blocked(self, proposal: Proposal, metric_at_start: Optional[float]) -> Optional[float]:
+        """Random search learns nothing."""
+        return None
 
     def close(self) -> None:
         pass
@@ -261,6 +266,27 @@ class OptunaSearch:
             self._guarded(study.tell, proposal.trial, state=TrialState.FAIL, retry=False)
         else:
             self._guarded(study.tell, proposal.trial, float(score), retry=False)
+
+    def tell_blocked(self, proposal: Proposal, metric_at_start: Optional[float]) -> Optional[float]:
+        """Close the trial of a mutation that tripped a blocker (NaN loss, gradient spike) as
+        COMPLETE with a score below any its study has seen: min(scores, -|metric at the
+        decision point|) less their spread; returns that score. A FAIL would teach the sampler
+        nothing, and it would propose the same catastrophe again."""
+        from optuna.trial import TrialState
+
+        study = self._open.get((proposal.study, proposal.trial))
+        if study is None:
+            return None
+        try:
+            scores = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        except storage_errors():
+            scores = []  # tell() below meets the same storage and degrades it
+        floor = min([*scores, -abs(metric_at_start)]) if metric_at_start is not None and math.isfinite(metric_at_start) \
+            else min(scores, default=-1.0)
+        spread = max(scores) - min(scores) if len(scores) > 1 else 0.0
+        score = floor - (spread or abs(floor) or 1.0)
+        self.tell(proposal, score)
+        return score
 
     def close(self) -> None:
         """Fail any trial still open (the run ends mid-segment)."""
