@@ -83,6 +83,23 @@ def _hydra_output_dir() -> Optional[str]:
         return None
 
 
+def _print_logs_once() -> None:
+    """Lightning puts console handlers of its own on the ``lightning`` loggers, which repeat
+    every line that Hydra's root handler already prints, in a second format. Inside a Hydra
+    job whose logging is configured, leave printing to Hydra: one line each, and all of them in
+    the job's log file."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return  # hydra/job_logging=disabled or none: Lightning's handlers are the only output
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        own = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        for handler in own:
+            logger.removeHandler(handler)
+        if own:
+            logger.propagate = True
+
+
 def _hydra_mode() -> str:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -141,7 +158,8 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
         return None
     from hotcb.distributed import launcher_rank
 
-    run_dir = Path(config.run_dir or _hydra_output_dir() or "runs/hotcb").resolve()
+    hydra_dir = _hydra_output_dir()
+    run_dir = Path(config.run_dir or hydra_dir or "runs/hotcb").resolve()
     writer = launcher_rank() == 0  # DDP ranks > 0 (started by the trainer) share rank 0's directory
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +167,8 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
         _point_latest(run_dir)
     try:
         hot = build(config, run_dir)
+        if hydra_dir is not None:
+            _print_logs_once()  # after build: the Lightning adapter has imported lightning
         try:
             result = task(cfg, hot)
         finally:

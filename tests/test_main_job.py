@@ -41,6 +41,13 @@ def test_prints_run_dir_and_summary(main_job):
     assert re.search(r"values: opt.lr=[\d.e-]+", proc.stdout)
 
 
+def test_lightning_log_lines_print_once_and_reach_the_job_log(main_job):
+    proc, run_dir = main_job
+    output = proc.stdout + proc.stderr
+    assert output.count("`Trainer.fit` stopped") == 1, output[-3000:]
+    assert "`Trainer.fit` stopped" in (run_dir / "train.log").read_text()
+
+
 def test_all_five_artifacts_exist(main_job):
     _, run_dir = main_job
     for name in ("hotcb.tune.recipe.yaml", "hotcb.tune.mutations.jsonl", "hotcb.tune.segments.jsonl",
