@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from hotcb import __version__
-from hotcb.channel import APPLIED_FILE, Command, send
+from hotcb.channel import APPLIED_FILE, COMMANDS_FILE, Command, send
 from hotcb.ledger import iter_jsonl
 
 
@@ -45,8 +46,24 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise CLIError(f"expected KEY=VALUE, got {item!r}")
-        out[key.strip()] = parse_value(value.strip())
+        parsed = parse_value(value.strip())
+        if _non_finite(parsed):
+            raise CLIError(f"{key.strip()}={value.strip()}: not a finite number; values must be finite")
+        out[key.strip()] = parsed
     return out
+
+
+def _non_finite(value: Any) -> bool:
+    """NaN or infinity, also spelt as a string (``nan`` is not a YAML number, ``NaN`` is JSON's),
+    inside lists too: a command log cannot carry them, and no knob takes them."""
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _run_dir(args: argparse.Namespace, must_exist: bool = True) -> Path:
@@ -60,8 +77,12 @@ def _run_dir(args: argparse.Namespace, must_exist: bool = True) -> Path:
 
 def _send(args: argparse.Namespace, module: str, op: str, payload: dict) -> int:
     run_dir = _run_dir(args)
+    fresh = not any(p.name.startswith("hotcb.") and not p.name.startswith(COMMANDS_FILE) for p in run_dir.iterdir())
     command = send(run_dir, Command(module=module, op=op, args=payload))
     print(f"sent {module} {op} {json.dumps(payload) if payload else ''}".rstrip() + f" (id {command.id})")
+    if fresh:  # a mistyped --dir (the sweep folder, not the job's) would otherwise wait silently
+        print(f"hotcb: warning: {run_dir} holds no hotcb run yet; the command waits for a job started there",
+              file=sys.stderr)
     if not args.wait:
         return 0
     deadline = time.monotonic() + args.wait

@@ -25,6 +25,11 @@ def test_send_appends_a_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (record,) = read_jsonl(tmp_path / COMMANDS_FILE)
     assert (record["module"], record["op"], record["args"]) == ("tune", "enable", {"mode": "observe"})
+    # Nothing else of hotcb's there: likely the wrong directory, so the user is told.
+    assert proc.stderr.strip() == f"hotcb: warning: {tmp_path} holds no hotcb run yet; the command waits for a job started there"
+    (tmp_path / "hotcb.metrics.jsonl").touch()
+    again = hotcb_cli("--dir", str(tmp_path), "tune", "disable")
+    assert again.returncode == 0 and again.stderr == ""
 
 
 def test_wait_without_a_job_times_out_with_a_hint(tmp_path):
@@ -39,6 +44,9 @@ def test_wait_without_a_job_times_out_with_a_hint(tmp_path):
         (["--dir", "/nonexistent/run", "tune", "status"], "hotcb: error: no run directory at /nonexistent/run"),
         (["tune", "status"], "hotcb: error: --dir RUN_DIR is required for this command"),
         (["--dir", ".", "tune", "set", "epsilon"], "hotcb: error: expected KEY=VALUE, got 'epsilon'"),
+        (["--dir", ".", "opt", "set", "lr=nan"], "hotcb: error: lr=nan: not a finite number; values must be finite"),
+        (["--dir", ".", "opt", "set", "betas=[0.9,Infinity]"],
+         "hotcb: error: betas=[0.9,Infinity]: not a finite number; values must be finite"),
     ],
 )
 def test_user_errors_are_one_line(args, message):
