@@ -50,6 +50,16 @@ def test_bounds_narrow_around_consistent_winners():
     assert lo <= 1.2 and hi >= 1.3 and lo <= evolved.prior_center <= hi
 
 
+def test_narrowed_multiplier_bounds_keep_room_on_both_sides_of_one():
+    """Winners that all raised the lr (1.5-1.6) would centre the window above 1: the next run
+    could never lower it. The window shifts to keep 1 inside, its width and the winners kept."""
+    wins = [(1.5, 0.1), (1.55, 0.2), (1.6, 0.1)]
+    lo, hi = spec(evolve_recipe(BASE, [summary(opt__lr_mult=(5, wins))], alpha=1.0), "opt.lr_mult").bounds
+    margin = 0.1 * math.log(4.0)
+    assert math.log(lo) == pytest.approx(-margin) and hi >= 1.6
+    assert math.log(hi / lo) == pytest.approx(0.5 * math.log(4.0))
+
+
 def test_bounds_widen_when_winners_sit_on_an_edge():
     high = spec(evolve_recipe(BASE, [summary(opt__lr_mult=(3, [(1.95, 0.2), (2.0, 0.1)]))]), "opt.lr_mult")
     assert high.bounds[0] == 0.5 and high.bounds[1] == pytest.approx(2.0 * 4.0**0.5)

@@ -88,7 +88,9 @@ def evolve_recipe(
     - when every winner lies within the outer tenth of the range at one edge, the bounds widen
       past that edge by ``widen - 1`` of the span (never across zero; betas stay below 1);
     - otherwise, with three or more winners spread over less than ``narrow`` of the span, the
-      bounds shrink to ``narrow`` of the span around them (still holding every winner);
+      bounds shrink to ``narrow`` of the span around them (still holding every winner). A
+      multiplier's window keeps 1 inside with a tenth of the old span on each side: winners
+      that all raised the lr in earlier runs must not forbid the next run to lower it;
     - a family with no winner after ``min_tries_to_disable`` applied tries is disabled.
     """
     if not 0.0 <= alpha <= 1.0:
@@ -126,6 +128,9 @@ def evolve_recipe(
         elif len(points) >= 3 and max(points) - min(points) < narrow * span:
             width = narrow * span
             new_lo = min(max(winner - width / 2, lo), min(points))
+            if family.log_scale and lo < 0 < hi:  # keep the multiplier free to go either way of 1
+                margin = min(edge, -lo, hi)
+                new_lo = min(max(min(new_lo, -margin), margin - width), min(points))
             lo, hi = new_lo, min(max(new_lo + width, max(points)), hi)
         spec["bounds"] = [float(back(lo)), float(back(hi))]
         spec["prior_center"] = float(back(min(max(center, lo), hi)))
