@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ def test_ddp_ranks_follow_rank_zero(tmp_path: Path) -> None:
          "hotcb.recipe.acceptance.epsilon=1e9", "hotcb.recipe.safety.max_global_reject_streak=100",
          f"+test.trace={trace}", f"+test.pause_at={PAUSE_AT}"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # the ranks Lightning starts go down with it on a failure
     )
     try:
         deadline = time.time() + 240
@@ -40,7 +43,7 @@ def test_ddp_ranks_follow_rank_zero(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out[-4000:]
 
     rank0 = json.loads((trace / "trace-rank0.json").read_text())
