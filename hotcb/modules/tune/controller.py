@@ -548,7 +548,13 @@ class HotTuneController:
         try:
             if seg.state_snapshot is not None:
                 training_state.restore(seg.state_snapshot, env)
-                if hasattr(actuator, "reverted"):
+                if actuator.snapshot(env) != seg.params_snapshot:
+                    # The knob lives outside the captured state (a loss weight, a custom
+                    # actuator's attribute): its actuator puts it back.
+                    result = actuator.restore(seg.params_snapshot, env)
+                    if not result.ok:
+                        raise RuntimeError(result.detail)
+                elif hasattr(actuator, "reverted"):
                     actuator.reverted()
                 self.rewound_steps += self._step(env) - seg.start_step
                 return "state"
