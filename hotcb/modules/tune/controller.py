@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import statistics
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,6 +24,7 @@ from hotcb.actuators.mutable_state import MutableState
 from hotcb.config_errors import ConfigError
 from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
+from hotcb.modules.tune import safety
 from hotcb.modules.tune.replay import ReplaySource
 from hotcb.modules.tune.search import Proposal, make_search, search_problems
 from hotcb.modules.tune.storage import TuneStorage, read_mutations
@@ -124,7 +124,7 @@ class HotTuneController:
         self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0,
                        "cancelled": 0, "replayed": 0}
         self.family_stats: dict[str, FamilyStats] = {}
-        self.grad_norms: list[float] = []
+        self.watch = safety.GradNormWatch()
         self.last_metrics: dict = {}
         self.errors: list[str] = []
         self.replay = ReplaySource(replay_from)
@@ -215,38 +215,12 @@ class HotTuneController:
     def _watch(self, env: dict) -> None:
         """Blockers: a segment they hit is rejected (and rolled back) at once; outside a
         segment they hold off the next proposal."""
-        blocker = self._blocker(env)
+        blocker = self.watch.blocker(env, self.recipe.safety)
         if not blocker:
             return
         self._interval_blocker = blocker
         if self.segment is not None and not self.segment.control:
             self._close_segment(env, self._step(env), {}, blocked=blocker)
-
-    def _blocker(self, env: dict) -> str:
-        safety = self.recipe.safety
-        if safety.block_on_nan:
-            loss = env.get("loss")
-            if loss is not None:
-                try:
-                    value = float(loss.detach() if hasattr(loss, "detach") else loss)
-                except (TypeError, ValueError):
-                    value = 0.0
-                if not math.isfinite(value):
-                    return f"non-finite loss {value!r}"
-        if safety.block_on_anomaly and env.get("anomaly"):
-            return f"anomaly flag: {env.get('anomaly')!r}"
-        if safety.grad_spike_factor is not None:
-            norm = env.get("grad_norm")
-            if norm is not None:
-                norm = float(norm)
-                if not math.isfinite(norm):
-                    return f"non-finite grad norm {norm!r}"
-                history = self.grad_norms
-                if len(history) >= 5 and norm > safety.grad_spike_factor * statistics.median(history):
-                    return f"grad-norm spike {norm:.4g} > {safety.grad_spike_factor} x median {statistics.median(history):.4g}"
-                history.append(norm)
-                del history[: -safety.grad_spike_window]
-        return ""
 
     def _decision(self, env: dict) -> None:
         self.decisions += 1
@@ -326,16 +300,16 @@ class HotTuneController:
         stats.last_decision = self.decisions
         actuator = self.mutable_state[family.actuator]
         proposal, record, patch = self._propose(family, phase, step, env)
-        problem = self._step_limit(family, proposal.value) or self._walk_limit(family, actuator, patch, env)
+        problem = self._limit_problem(family, actuator, proposal, patch, env)
         if problem:
             # The sampler asked for more than safety allows: record that, then try a value
             # inside what is allowed, so that a knob at its limit is not stuck proposing it.
             self._fail(family, proposal, record, problem)
-            inside = self._allowed_value(family, actuator, env)
+            inside = safety.allowed_value(self.recipe.safety, family, actuator, env, stats.origin or [], self._rng)
             if inside is None:
                 return
             proposal, record, patch = self._propose(family, phase, step, env, fixed=inside)
-            problem = self._step_limit(family, proposal.value) or self._walk_limit(family, actuator, patch, env)
+            problem = self._limit_problem(family, actuator, proposal, patch, env)
         check = actuator.validate(patch, env) if not problem else None
         if problem or not check:
             self._fail(family, proposal, record, problem or check.reason)
@@ -375,66 +349,13 @@ class HotTuneController:
             record["note"] = "drawn inside the safety limits after the sampler's value was refused"
         return proposal, record, patch
 
-    def _allowed_value(self, family: Family, actuator: Any, env: dict) -> Optional[float]:
-        """A value of ``family`` drawn (log-)uniformly from the part of its bounds that the
-        safety limits allow now; None when too little is left to be worth a trial."""
-        lo, hi = family.spec.bounds
-        if family.mode == "mult":
-            if self.recipe.safety.max_step_mult is not None:
-                lo, hi = max(lo, 1.0 / self.recipe.safety.max_step_mult), min(hi, self.recipe.safety.max_step_mult)
-            origin = self._stats(family.name).origin or []
-            current = [v for v in actuator.snapshot(env).get("values", [])]
-            if family.index is not None:
-                current = [v[family.index] for v in current if isinstance(v, tuple)]
-            limit = self.recipe.safety.max_total_mult
-            for c, v0 in zip(current, origin):
-                if c > 0 and v0 > 0 and limit is not None:
-                    lo, hi = max(lo, v0 / limit / c), min(hi, v0 * limit / c)
-                if c > 0 and family.spec.range is not None:
-                    lo, hi = max(lo, family.spec.range[0] / c), min(hi, family.spec.range[1] / c)
-            if not (lo > 0 and hi > lo * 1.01):
-                return None
-            return math.exp(self._rng.uniform(math.log(lo), math.log(hi)))
-        if family.spec.range is not None:
-            lo, hi = max(lo, family.spec.range[0]), min(hi, family.spec.range[1])
-        return self._rng.uniform(lo, hi) if hi > lo else None
-
-    def _step_limit(self, family: Family, value: float) -> str:
-        limit = self.recipe.safety.max_step_mult
-        if limit is None or family.mode != "mult":
-            return ""
-        if value > limit or value < 1.0 / limit:
-            return f"multiplier {value:.4g} exceeds safety.max_step_mult {limit} (either way)"
-        return ""
-
-    def _walk_limit(self, family: Family, actuator: Any, patch: dict, env: dict) -> str:
-        """Keep a repeated walk inside the family's ``range`` and ``safety.max_total_mult``."""
-        targets_of = getattr(actuator, "target_values", None)
-        if targets_of is None:
-            return ""
-        def scalars(values: list) -> list[float]:  # one element of a tuple knob (betas) per family
-            if family.index is not None:
-                values = [v[family.index] for v in values if isinstance(v, tuple)]
-            return [float(v) for v in values if isinstance(v, (int, float))]
-
-        try:
-            targets = scalars(targets_of(patch, env))
-        except (TypeError, ValueError, IndexError):
-            return ""  # validate() reports it
+    def _limit_problem(self, family: Family, actuator: Any, proposal: Proposal, patch: dict, env: dict) -> str:
+        """Why ``proposal`` breaks a safety limit, or "" (:mod:`hotcb.modules.tune.safety`)."""
         stats = self._stats(family.name)
         if stats.origin is None:
-            stats.origin = scalars(actuator.snapshot(env).get("values", []))
-        if family.spec.range is not None:
-            lo, hi = family.spec.range
-            outside = [t for t in targets if not lo <= t <= hi]
-            if outside:
-                return f"value {outside[0]:.4g} would leave {family.name} range [{lo}, {hi}]"
-        limit = self.recipe.safety.max_total_mult
-        if limit is not None and family.mode == "mult":
-            for t, v0 in zip(targets, stats.origin):
-                if v0 > 0 and not v0 / limit <= t <= v0 * limit:
-                    return f"value {t:.4g} would drift more than safety.max_total_mult={limit} from {v0:.4g}"
-        return ""
+            stats.origin = safety.origin_of(family, actuator, env)
+        return (safety.step_problem(self.recipe.safety, family, proposal.value)
+                or safety.walk_problem(self.recipe.safety, family, actuator, patch, env, stats.origin))
 
     def _capture_state(self, env: dict):
         if self.recipe.acceptance.rollback != "state":
