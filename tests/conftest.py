@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +68,42 @@ def run_python(*args: str, cwd: Path | None = None, timeout: float = 300, env: d
 def hotcb_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run the real ``hotcb`` console entry point in a subprocess."""
     return run_python("-m", "hotcb.cli", *args, timeout=timeout)
+
+
+def torchrun(job: Path, *args: str, timeout: float = 300) -> str:
+    """Run ``job ARGS`` on 2 local ranks under torchrun (gloo, CPU); returns the output. A
+    hang kills the whole process group and fails the test with what the ranks printed."""
+    # --standalone: a rendezvous on a free local port, so parallel test runs cannot meet.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(job), *args],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout:g} s:\n{output[-6000:]}")
+    assert proc.returncode == 0, output[-6000:]
+    return output
+
+
+def assert_ranks_agree_and_rollbacks_restore(out: Path, run: Path) -> list:
+    """Both ranks wrote ``out/rankN.json`` traces ([step, lr, weight sum, weight square sum]
+    per step): they must be identical, rank 0 the only writer, and after each state rollback
+    the weights must be those of the rejected segment's decision point. Returns rank 0's trace."""
+    from hotcb.ledger import read_jsonl
+
+    rank0, rank1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert (rank0["writer"], rank1["writer"]) == (True, False)
+    assert rank0["trace"] == rank1["trace"]  # lr and weights identical at every step
+    mutations = read_jsonl(run / "hotcb.tune.mutations.jsonl")
+    rejected = [m for m in mutations if m["status"] == "rejected"]
+    assert len(rejected) >= 2 and all(m["rollback"] == "state" for m in rejected)
+    by_step = {row[0]: row for row in rank0["trace"]}
+    for m in rejected:
+        start = next(a["step"] for a in mutations if a["id"] == m["id"] and a["status"] == "applied")
+        if m["step"] in by_step:
+            assert by_step[m["step"]][2:] == by_step[start][2:]
+    return rank0["trace"]
