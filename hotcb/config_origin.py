@@ -8,6 +8,7 @@ closest defined parent of a key that is missing. Built only when an error is rep
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 _MISSING = object()
@@ -63,8 +64,19 @@ class ConfigOrigin:
             key = ".".join(parts[:depth])
             label = self._override_for(key) or self._source_for(key)
             if label:
-                return label
+                return label + self._interpolated_from(key)
         return ""
+
+    def _interpolated_from(self, key: str) -> str:
+        """`` (${seed} from override seed=zero)`` when the value at ``key`` is a plain
+        interpolation: the bad value was set where the interpolated key was."""
+        raw = next((found for _, package, data in reversed(self.sources)
+                    if (found := self._raw(package, data, key)) is not _MISSING), _MISSING)
+        match = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+        if match is None or self._override_for(key):
+            return ""
+        source = self._override_for(match[1]) or self._source_for(match[1])
+        return f" ({raw} from {source})" if source else ""
 
     def _override_for(self, key: str) -> str:
         for text in reversed(self.overrides):
@@ -75,15 +87,18 @@ class ConfigOrigin:
 
     def _source_for(self, key: str) -> str:
         for label, package, data in reversed(self.sources):
-            if not package:
-                found = _lookup(data, key)
-            elif key == package or key.startswith(package + "."):
-                found = _lookup(data, key[len(package) + 1 :])
-            else:
-                continue
-            if found is not _MISSING:
+            if self._raw(package, data, key) is not _MISSING:
                 return label
         return ""
+
+    @staticmethod
+    def _raw(package: str, data: dict, key: str) -> Any:
+        """The value a source with ``package`` gives ``key``, unresolved, or _MISSING."""
+        if not package:
+            return _lookup(data, key)
+        if key == package or key.startswith(package + "."):
+            return _lookup(data, key[len(package) + 1 :])
+        return _MISSING
 
 
 def _label(item: Any) -> str:
@@ -92,6 +107,45 @@ def _label(item: Any) -> str:
     if item.override_key:
         return f"{item.override_key}={option}"
     return f"{item.config_path}.yaml"
+
+
+# hotcb's config groups and the package each option's content belongs in.
+GROUP_PACKAGES = {"tune": "hotcb.tune", "recipe": "hotcb.recipe", "search": "hotcb.recipe.search",
+                  "adapter": "hotcb.adapter"}
+
+
+def misplaced_options(cfg: Any) -> list[str]:
+    """Problems for hotcb group options whose content Hydra put outside ``hotcb``.
+
+    A file in ``conf/recipe/`` without ``# @package hotcb.recipe`` as its first line (Hydra
+    reads the package only from the comment lines at the very top) lands at the root key
+    ``recipe``, and the run would silently use the defaults. Costs nothing unless the composed
+    ``cfg`` has such a root key; then the job's defaults list tells which option put it there.
+    """
+    if cfg is None or not any(group in cfg for group in GROUP_PACKAGES):
+        return []
+    try:
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        from omegaconf import OmegaConf
+
+        hydra_cfg = cfg.get("hydra") or HydraConfig.get()
+        overrides = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
+        defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
+            hydra_cfg.job.config_name, overrides, RunMode.RUN)
+    except Exception:  # noqa: BLE001 - outside a Hydra job there is no option to blame
+        return []
+    problems = []
+    for item in defaults.defaults:
+        group = (item.config_path or "").split("/", 1)[0]
+        expected = GROUP_PACKAGES.get(group)
+        if item.override_key == group and expected and item.package != expected:
+            problems.append(
+                f"{_label(item)} → {item.package}: Hydra put this option at the top-level key "
+                f"'{item.package}', outside hotcb, so the run would not use it; make "
+                f"'# @package {expected}' the first line of {item.config_path}.yaml")
+    return problems
 
 
 def origin_of_job() -> Optional[ConfigOrigin]:

@@ -152,13 +152,18 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
     from hotcb.ledger import write_json_atomic
     from hotcb.report import JOB_FILE, format_run_summary
 
-    config = validate(cfg)
-    if config.validate_only:
-        print("hotcb: configuration is valid", flush=True)
-        return None
     from hotcb.distributed import launcher_rank
 
     hydra_dir = _hydra_output_dir()
+    try:
+        config = validate(cfg)
+    except ConfigError as exc:
+        if hydra_dir is not None and launcher_rank() == 0:  # `hotcb compare` counts it as failed
+            write_json_atomic(Path(hydra_dir) / JOB_FILE, {"status": "failed", "error": f"ConfigError: {exc}"})
+        raise
+    if config.validate_only:
+        print("hotcb: configuration is valid", flush=True)
+        return None
     run_dir = Path(config.run_dir or hydra_dir or "runs/hotcb").resolve()
     writer = launcher_rank() == 0  # DDP ranks > 0 (started by the trainer) share rank 0's directory
     if writer:

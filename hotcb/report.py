@@ -106,9 +106,10 @@ def _key(override: str) -> str:
 
 
 def _mean_sd(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    """Mean and sample sd; sd is None for a single value, which has no spread to measure."""
     if not values:
         return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def compare_jobs(jobs: list[Job], metric: str = "val/loss", score: str = "val/score",
@@ -139,7 +140,9 @@ def format_comparison(rows: list[GroupRow], metric: str = "val/loss", score: str
 
     def pm(pair: tuple[Optional[float], Optional[float]]) -> str:
         mean, sd = pair
-        return "-" if mean is None else f"{mean:.4f} ± {sd:.4f}"
+        if mean is None:
+            return "-"
+        return f"{mean:.4f}" if sd is None else f"{mean:.4f} ± {sd:.4f}"
 
     header = ["group", "runs", f"final {metric}", f"final {score}", "mutations/run", "accept rate"]
     body = []
@@ -179,7 +182,8 @@ def plot_comparison(rows: list[GroupRow], out: str | os.PathLike, metric: str = 
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per group (mean over seeds; thin lines: single runs)")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     ax.grid(alpha=0.3)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

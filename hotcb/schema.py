@@ -43,29 +43,42 @@ class HotcbConfig(BaseModel):
     validate_only: bool = False
     allow_targets: list[str] = Field(default_factory=list)
 
-    def targets(self) -> dict[str, Any]:
-        """Every ``_target_`` the launcher will instantiate, by dotted path under ``hotcb``."""
-        found = {"adapter._target_": self.adapter.get("_target_")}
-        for name, spec in self.actuators.items():
-            found[f"actuators.{name}._target_"] = spec.get("_target_")
-        if self.recipe.search.sampler is not None:
-            found["recipe.search.sampler._target_"] = self.recipe.search.sampler.get("_target_")
-        return found
+
+def _targets(data: dict) -> dict[str, Any]:
+    """Every ``_target_`` the launcher would instantiate, by dotted path under ``hotcb``; read
+    from the plain data so that a refused target is reported beside any field error."""
+    def target(node: Any) -> Any:
+        return node.get("_target_") if isinstance(node, dict) else None
+
+    found = {"adapter._target_": target(data.get("adapter", {"_target_": "hotcb.adapters.lightning.HotCBLightning"}))}
+    actuators = data.get("actuators")
+    for name, spec in (actuators.items() if isinstance(actuators, dict) else ()):
+        found[f"actuators.{name}._target_"] = target(spec)
+    recipe = data.get("recipe")
+    search = recipe.get("search") if isinstance(recipe, dict) else None
+    sampler = search.get("sampler") if isinstance(search, dict) else None
+    if sampler is not None:
+        found["recipe.search.sampler._target_"] = target(sampler)
+    return found
 
 
-def validate_config(data: Any, source: str = "", origin: Origin = None) -> HotcbConfig:
-    """Validate plain data for ``cfg.hotcb``; raises ConfigError with ``hotcb.``-prefixed paths."""
+def validate_config(data: Any, source: str = "", origin: Origin = None, problems: Optional[list[str]] = None) -> HotcbConfig:
+    """Validate plain data for ``cfg.hotcb``; raises ConfigError with ``hotcb.``-prefixed paths.
+    Field errors and refused targets are reported together, after ``problems`` found before;
+    what the run would trip over is checked only on a config valid so far."""
     from hotcb._instantiate import target_problem
 
     if not isinstance(data, dict):
-        raise ConfigError([f"hotcb: must be a mapping, got {type(data).__name__}"], source)
+        raise ConfigError([*(problems or []), f"hotcb: must be a mapping, got {type(data).__name__}"], source)
+    problems = list(problems or [])
+    config = None
     try:
         config = HotcbConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_pydantic(exc, "hotcb", origin, HotcbConfig), source) from None
-    problems = []
-    for where, target in config.targets().items():
-        problem = target_problem(target, config.allow_targets)
+        problems += problems_from_pydantic(exc, "hotcb", origin, HotcbConfig)
+    allowed = [a for a in data.get("allow_targets") or [] if isinstance(a, str)] if isinstance(data.get("allow_targets"), list) else []
+    for where, target in _targets(data).items():
+        problem = target_problem(target, allowed)
         if problem:
             problems.append(format_problem(f"hotcb.{where}", problem, origin))
     if not problems:
@@ -101,16 +114,22 @@ def validate_hotcb(cfg: Any, origin: Origin = None, source: str = "cfg.hotcb") -
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from hotcb.config_origin import misplaced_options
+
+    stray = misplaced_options(cfg)
     node = cfg.get("hotcb") if cfg is not None else None
     if node is None:
-        return validate_config({}, source, origin)
+        return validate_config({}, source, origin, stray)
     try:
         missing = sorted(OmegaConf.missing_keys(node))  # full keys: hotcb.tune.replay_from
-        data = OmegaConf.to_container(node, resolve=True)
+        data = OmegaConf.to_container(node, resolve=True)  # a missing value stays '???'
     except OmegaConfBaseException as exc:
         path = exc.full_key or "hotcb"  # full keys from the root: hotcb.run_dir
         message = str(exc).splitlines()[0]
-        raise ConfigError([format_problem(path, f"cannot resolve: {message}", origin)], source) from None
-    if missing:
-        raise ConfigError([format_problem(p, "required value is missing (???); set it", origin) for p in missing], source)
-    return validate_config(data, source, origin)
+        raise ConfigError([*stray, format_problem(path, f"cannot resolve: {message}", origin)], source) from None
+    found = [*stray, *(format_problem(p, "required value is missing (???); set it", origin) for p in missing)]
+    try:
+        return validate_config(data, source, origin, found)
+    except ConfigError as exc:  # a missing value is reported once, not again as a bad '???'
+        later = [p for p in exc.problems[len(found):] if not any(f"{key}:" in p for key in missing)]
+        raise ConfigError([*found, *later], source) from None

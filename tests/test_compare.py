@@ -42,3 +42,21 @@ def test_compare_refuses_a_directory_without_jobs(tmp_path):
     out = hotcb_cli("compare", str(tmp_path))
     assert out.returncode == 2
     assert out.stderr.strip() == f"hotcb: error: {tmp_path} holds no Hydra jobs (no */.hydra/overrides.yaml)"
+
+
+def test_compare_counts_a_job_that_failed_validation(tmp_path):
+    """A multirun job whose config is invalid fails before building anything, the sweep goes on,
+    and the comparison lists it as failed; a group of one run shows no spread."""
+    app = shutil.copytree(APP, tmp_path / "app")
+    sweep = tmp_path / "sweep"
+    proc = run_python(str(app / "train.py"), "-m", "tune=active", "hotcb.recipe.acceptance.epsilon=-1,0.001", "epochs=2",
+                      f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 1  # Hydra's exit code for a sweep with a failed job
+    assert "hotcb.recipe.acceptance.epsilon: Input should be greater than or equal to 0 (got -1)" in proc.stderr
+    assert [j.status for j in load_jobs(sweep)] == ["failed", "completed"]
+
+    out = hotcb_cli("compare", str(sweep), "--plot", str(tmp_path / "cmp.png"))
+    assert out.returncode == 0, out.stderr
+    failed, done = (line.split("|")[1:-1] for line in out.stdout.splitlines()[2:4])
+    assert [c.strip() for c in failed] == ["hotcb.recipe.acceptance.epsilon=-1", "0 (+1 failed)", "-", "-", "-", "-"]
+    assert done[1].strip() == "1" and "±" not in done[2] and float(done[2]) > 0

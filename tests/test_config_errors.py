@@ -99,7 +99,18 @@ CASES = [
       "freeze, auto_disable_on_error, debounce_steps, validate_only, allow_targets (got 'active')"]),
     ("primary-config-value", {"app.yaml": APP + "hotcb:\n  recipe:\n    search:\n      seed: ${seed}\n"},
      ["seed=zero"],
-     ["app.yaml → hotcb.recipe.search.seed: Input should be a valid integer (got 'zero')"]),
+     ["app.yaml (${seed} from override seed=zero) → hotcb.recipe.search.seed: Input should be a valid integer (got 'zero')"]),
+    # Hydra reads `# @package` only from the comment lines at the top: below another line it
+    # is ignored and the recipe lands at the root key `recipe`, where no run would read it.
+    ("package-line-not-first", {"recipe/mine.yaml": "# yaml-language-server: $schema=recipe.schema.json\n"
+                                                    "# @package hotcb.recipe\nacceptance: {epsilon: 0.002}\n"},
+     ["recipe=mine"],
+     ["recipe=mine → recipe: Hydra put this option at the top-level key 'recipe', outside hotcb, so the run would not "
+      "use it; make '# @package hotcb.recipe' the first line of recipe/mine.yaml"]),
+    ("search-without-package", {"search/fast.yaml": "algorithm: random\n"},
+     ["search=fast"],
+     ["search=fast → search: Hydra put this option at the top-level key 'search', outside hotcb, so the run would not "
+      "use it; make '# @package hotcb.recipe.search' the first line of search/fast.yaml"]),
     ("unresolved-interpolation", {}, ["hotcb.run_dir=${oops}"],
      ["override hotcb.run_dir=${oops} → hotcb.run_dir: cannot resolve: Interpolation key 'oops' not found"]),
     ("several-at-once", {"recipe/mine.yaml": "# @package hotcb.recipe\nactuators:\n  opt:\n    mutations:\n      wd_mult: {bounds: [0.0, 2.0]}\n"},
@@ -107,6 +118,10 @@ CASES = [
      ["recipe=mine → hotcb.recipe.actuators.opt: mutations.wd_mult: a multiplicative mutation needs bounds > 0, got lower bound 0.0 "
       "(got {'mutations': {'wd_mult': {'bounds': [0.0, 2.0]}}})",
       "override hotcb.debounce_steps=0 → hotcb.debounce_steps: Input should be greater than or equal to 1 (got 0)"]),
+    ("every-kind-at-once", {}, ["tune=replay", "hotcb.recipe.search.seed=zero", "hotcb.adapter._target_=os.system"],
+     ["tune=replay → hotcb.tune.replay_from: required value is missing (???); set it",
+      "override hotcb.recipe.search.seed=zero → hotcb.recipe.search.seed: Input should be a valid integer (got 'zero')",
+      f"override hotcb.adapter._target_=os.system → hotcb.adapter._target_: target 'os.system' is not allowed; {ACCEPTED_TARGETS}"]),
 ]
 
 
