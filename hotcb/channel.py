@@ -1,9 +1,11 @@
 """The command log: how another terminal talks to a running job.
 
 Writers (the ``hotcb`` CLI) append one JSON line per command while holding a lock file, then
-flush and fsync. The reader (the training process) never locks: it remembers the byte offset
-it has consumed and treats a last line without its newline as not yet written. The offset is
-part of the kernel's state, so after a resume no command is applied twice or skipped.
+flush and fsync; a writer first ends a line that a killed writer left open. The reader (the
+training process) never locks: it remembers the byte offset it has consumed and treats a last
+line without its newline as not yet written. A line it cannot read is returned as rejected and
+takes no other with it; a log truncated or replaced under it is read again from the start. The
+offset is part of the kernel's state, so after a resume no command is applied twice or skipped.
 """
 
 from __future__ import annotations
@@ -52,8 +54,14 @@ def send(run_dir: str | os.PathLike, command: Command) -> Command:
     path = Path(run_dir) / COMMANDS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(dumps(command.to_dict()) + "\n")
+        with open(path, "a+b") as fh:
+            # A line left unterminated (a hand edit, a writer killed mid-line) would swallow this
+            # command: end it first, so it is rejected on its own and this one still applies.
+            if fh.seek(0, os.SEEK_END) > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write((dumps(command.to_dict()) + "\n").encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
     return command
@@ -67,30 +75,46 @@ class CommandReader:
         self.offset = offset
 
     def has_new(self) -> bool:
+        """True when there is something to read, or the log shrank below what was read."""
         try:
-            return os.stat(self.path).st_size > self.offset
+            return os.stat(self.path).st_size != self.offset
         except FileNotFoundError:
             return False
 
     def poll(self) -> list[Command | MalformedCommand]:
         if not self.has_new():
             return []
+        notices = []
         with open(self.path, "rb") as fh:
+            # What was read ends with a newline. If the byte there is gone or is something else,
+            # the log was truncated or replaced: what it holds now has not been read.
+            fh.seek(max(self.offset - 1, 0))
+            if self.offset and fh.read(1) != b"\n":
+                notices.append(MalformedCommand("", f"the command log changed under the first {self.offset} bytes "
+                                                    "already read (truncated or replaced?); reading it from the start"))
+                self.offset = 0
             fh.seek(self.offset)
             data = fh.read()
         end = data.rfind(b"\n")
         if end < 0:
-            return []
+            return notices
         self.offset += end + 1
-        return [_parse(raw) for raw in data[: end + 1].splitlines() if raw.strip()]
+        return notices + [_parse(raw) for raw in data[: end + 1].splitlines() if raw.strip()]
 
 
 def _parse(raw: bytes) -> Command | MalformedCommand:
+    """One line as a Command, or as a MalformedCommand saying why not; never raises, so one bad
+    line cannot take the commands read with it down."""
     text = raw.decode("utf-8", errors="replace")
     try:
-        obj = json.loads(text)
+        return _command(json.loads(text), text)
     except json.JSONDecodeError as exc:
         return MalformedCommand(text, f"not valid JSON: {exc.msg}")
+    except (ValueError, TypeError, RecursionError) as exc:  # huge numbers, deep nesting
+        return MalformedCommand(text, f"unreadable command: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _command(obj: Any, text: str) -> Command | MalformedCommand:
     if not isinstance(obj, dict):
         return MalformedCommand(text, "a command must be a JSON object")
     missing = [k for k in ("module", "op") if not isinstance(obj.get(k), str)]
@@ -104,5 +128,13 @@ def _parse(raw: bytes) -> Command | MalformedCommand:
         op=obj["op"],
         args=args,
         id=str(obj.get("id") or uuid.uuid4().hex[:12]),
-        ts=float(obj.get("ts") or time.time()),
+        ts=_timestamp(obj.get("ts")),
     )
+
+
+def _timestamp(value: Any) -> float:
+    if value is None:
+        return time.time()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"'ts' must be a number of seconds, got {value!r}")
+    return float(value)

@@ -32,6 +32,8 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
+    except ValueError as exc:  # an integer of thousands of digits
+        raise CLIError(f"cannot read {text[:40]}...: {exc}") from None
     import yaml
 
     try:
@@ -64,6 +66,17 @@ def _non_finite(value: Any) -> bool:
         except ValueError:
             return False
     return isinstance(value, float) and not math.isfinite(value)
+
+
+def _seconds(text: str) -> float:
+    """``--wait``: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
 
 
 def _run_dir(args: argparse.Namespace, must_exist: bool = True) -> Path:
@@ -116,11 +129,17 @@ def cmd_tune_set(args: argparse.Namespace) -> int:
 
 def cmd_tune_status(args: argparse.Namespace) -> int:
     from hotcb.modules.tune.storage import read_summary
+    from hotcb.report import format_counts
 
     run_dir = _run_dir(args)
-    summary = read_summary(run_dir)
+    try:
+        summary = read_summary(run_dir)
+    except ValueError as exc:
+        raise CLIError(f"{run_dir}: the tune summary is not valid JSON ({exc})") from None
     if summary is None:
         raise CLIError(f"{run_dir} has no tune summary yet (tuning never enabled, or the job has not reached a safe point)")
+    if not isinstance(summary, dict) or "mode" not in summary:
+        raise CLIError(f"{run_dir}: the tune summary is not one hotcb wrote (no 'mode')")
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -133,12 +152,12 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
     print(f"mode: {state}")
     if summary.get("waiting_for"):
         print(f"waiting: {summary['waiting_for']}")
+    kernel = summary.get("kernel") or {}
+    if kernel.get("freeze", "off") != "off":
+        print(f"freeze: {kernel['freeze']} (`hotcb freeze --mode off` lifts it)")
     rate = summary.get("accept_rate")
-    print(
-        f"decisions: {summary['decisions']}  proposed: {summary['proposed']}  applied: {summary['applied']}  "
-        f"accepted: {summary['accepted']}  rejected: {summary['rejected']}  failed: {summary['failed']}  "
-        f"accept rate: {'-' if rate is None else f'{rate:.0%}'}"
-    )
+    print(f"decisions={summary.get('decisions', 0)} {format_counts(summary)} "
+          f"accept_rate={'-' if rate is None else f'{rate:.0%}'}")
     for name, fam in (summary.get("families") or {}).items():
         win = fam.get("win_rate")
         print(f"  {name}: tried {fam['tried']}, accepted {fam['accepted']}, win rate {'-' if win is None else f'{win:.0%}'}")
@@ -152,7 +171,9 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
         print(f"search: {summary['search']} {search.get('sampler') or ''} [{search.get('storage', '')}] {studies}".replace("  ", " "))
     for note in search.get("notes") or []:
         print(f"note: {note}")
-    for err in summary.get("errors") or []:
+    for module, why in (kernel.get("disabled") or {}).items():
+        print(f"disabled: {module} ({why})")
+    for err in [*(summary.get("errors") or []), *(kernel.get("errors") or [])]:
         print(f"error: {err}")
     return 0
 
@@ -292,7 +313,7 @@ def cmd_module_set(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotcb", description="Steer a running hotcb job and read its record.")
     parser.add_argument("--dir", help="the run directory (printed by the job at start)")
-    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
                         help="after sending, wait this long for the job's outcome and print it")
     parser.add_argument("--version", action="version", version=f"hotcb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     reads = argparse.ArgumentParser(add_help=False)
     reads.add_argument("--dir", default=argparse.SUPPRESS, help="the run directory")
     sends = argparse.ArgumentParser(add_help=False, parents=[reads])
-    sends.add_argument("--wait", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+    sends.add_argument("--wait", type=_seconds, default=argparse.SUPPRESS, metavar="SECONDS",
                        help="wait this long for the job's outcome and print it")
 
     tune = sub.add_parser("tune", help="online hyperparameter tuning").add_subparsers(dest="tune_command", required=True)
@@ -371,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `hotcb ... | head`: the reader left; that is not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a run directory or output path that cannot be read or written
+        print(f"hotcb: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - config errors and the like: one readable line
         from hotcb.config_errors import ConfigError
 

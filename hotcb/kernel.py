@@ -110,7 +110,8 @@ class HotKernel:
             from hotcb.modules.tune.controller import HotTuneController
 
             self._tune = HotTuneController(
-                self.recipe, self.mutable_state, str(self.run_dir), write_files=self.is_writer, **self._tune_args
+                self.recipe, self.mutable_state, str(self.run_dir), write_files=self.is_writer,
+                kernel_status=self._kernel_status, **self._tune_args
             )
         return self._tune
 
@@ -198,10 +199,11 @@ class HotKernel:
                 log.error("hotcb: module %r disabled (auto_disable_on_error)", module)
                 if module == "tune" and self._tune is not None:
                     self._tune.errors.append(f"disabled after error: {detail}")
-                    try:
-                        self._tune.write_summary()
-                    except Exception:  # noqa: BLE001
-                        pass
+            if self._tune is not None:  # `tune status` shows the fault
+                try:
+                    self._tune.write_summary()
+                except Exception:  # noqa: BLE001
+                    pass
 
     def _record_metrics(self, env: dict) -> None:
         """One line per evaluation in hotcb.metrics.jsonl: the trajectory that reports plot."""
@@ -286,6 +288,11 @@ class HotKernel:
         if self._tune is not None:
             self._guard("tune", self._tune.close, env)
         self._closed = True
+
+    def _kernel_status(self) -> dict:
+        """What the tune summary carries of the kernel: the tuner's own faults it lists itself."""
+        return {"freeze": self.freeze.value, "disabled": dict(self.disabled),
+                "errors": [f"{e['module']} at step {e['step']}: {e['error']}" for e in self.errors[-10:] if e["module"] != "tune"]}
 
     def status(self) -> dict:
         return {

@@ -20,6 +20,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def format_counts(tune: dict) -> str:
+    """``proposed=13 applied=12 accepted=6 rejected=6 failed=1``, then whichever of cancelled,
+    suggested and replayed happened: the tuner's counts as the run summary and status show them."""
+    always = ("proposed", "applied", "accepted", "rejected", "failed")
+    sometimes = [k for k in ("cancelled", "suggested", "replayed") if tune.get(k)]
+    return " ".join(f"{k}={tune.get(k, 0)}" for k in (*always, *sometimes))
+
+
 def format_run_summary(kernel: Any, final_metrics: dict) -> str:
     """Mutations proposed/accepted/rejected, final val loss/score, the knobs' final values."""
     status = kernel.status()
@@ -28,11 +36,8 @@ def format_run_summary(kernel: Any, final_metrics: dict) -> str:
     if tune.get("mode") == "off" and "proposed" not in tune:
         lines.append("  tune: off")
     else:
-        lines.append(
-            f"  tune: mode={tune['mode']} proposed={tune['proposed']} applied={tune['applied']} "
-            f"accepted={tune['accepted']} rejected={tune['rejected']} failed={tune['failed']}"
-            + (f" paused ({tune['pause_reason']})" if tune.get("paused") else "")
-        )
+        lines.append(f"  tune: mode={tune['mode']} {format_counts(tune)}"
+                     + (f" paused ({tune['pause_reason']})" if tune.get("paused") else ""))
     shown = {k: final_metrics[k] for k in ("val/loss", "val/score", "val/acc") if k in final_metrics}
     if shown:
         lines.append("  final: " + " ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))

@@ -50,3 +50,43 @@ def test_malformed_lines_are_returned_not_dropped(tmp_path):
         "a command must be a JSON object",
         "missing string field(s): module",
     ]
+
+
+def test_an_unreadable_line_takes_no_other_command_with_it(tmp_path):
+    good = [json.dumps({"id": f"g{i}", "module": "tune", "op": "disable"}) for i in range(2)]
+    bad = [
+        json.dumps({"id": "ts", "module": "tune", "op": "disable", "ts": "abc"}),
+        '{"id": "big", "module": "opt", "op": "set", "args": {"lr": 1' + "0" * 5000 + "}}",
+        "[" * 100_000 + "]" * 100_000,
+    ]
+    (tmp_path / COMMANDS_FILE).write_text("\n".join([good[0], *bad, good[1]]) + "\n")
+    results = CommandReader(tmp_path).poll()
+    assert [r.id for r in results if isinstance(r, Command)] == ["g0", "g1"]
+    reasons = [r.reason for r in results if isinstance(r, MalformedCommand)]
+    assert reasons[0] == "unreadable command: TypeError: 'ts' must be a number of seconds, got 'abc'"
+    assert reasons[1].startswith("unreadable command: ValueError: Exceeds the limit")
+    assert reasons[2].startswith("unreadable command: RecursionError")
+
+
+def test_a_send_after_a_fragment_is_not_swallowed_by_it(tmp_path):
+    """A writer killed mid-line leaves a fragment; the next send ends it first."""
+    (tmp_path / COMMANDS_FILE).write_text('{"id": "cut", "module": "opt", "op": "se')
+    reader = CommandReader(tmp_path)
+    assert reader.poll() == []  # could still be a write in progress
+    sent = send(tmp_path, Command("tune", "disable"))
+    fragment, command = reader.poll()
+    assert isinstance(fragment, MalformedCommand) and fragment.raw == '{"id": "cut", "module": "opt", "op": "se'
+    assert command.id == sent.id
+    send(tmp_path, Command("tune", "enable"))  # a terminated log gets no blank line
+    assert (tmp_path / COMMANDS_FILE).read_text().count("\n") == 3
+
+
+def test_a_truncated_log_is_read_again_from_its_start(tmp_path):
+    send(tmp_path, Command("tune", "disable"))
+    reader = CommandReader(tmp_path)
+    reader.poll()
+    (tmp_path / COMMANDS_FILE).write_text("")
+    later = send(tmp_path, Command("opt", "set", {"lr": 0.002}))
+    notice, command = reader.poll()
+    assert notice.reason.startswith("the command log changed under the first ") and command.id == later.id
+    assert reader.poll() == []

@@ -47,6 +47,11 @@ def test_wait_without_a_job_times_out_with_a_hint(tmp_path):
         (["--dir", ".", "opt", "set", "lr=nan"], "hotcb: error: lr=nan: not a finite number; values must be finite"),
         (["--dir", ".", "opt", "set", "betas=[0.9,Infinity]"],
          "hotcb: error: betas=[0.9,Infinity]: not a finite number; values must be finite"),
+        (["--dir", "/proc/self", "tune", "status"], "hotcb: error: /proc/self has no tune summary yet (tuning never "
+                                                    "enabled, or the job has not reached a safe point)"),
+        (["--dir", "/sys/kernel", "tune", "disable"], "hotcb: error: Permission denied: /sys/kernel/hotcb.commands.jsonl.lock"),
+        (["--dir", ".", "opt", "set", "lr=1" + "0" * 5000], "hotcb: error: cannot read 1" + "0" * 39 + "...: Exceeds the "
+         "limit (4300 digits) for integer string conversion: value has 5001 digits; use sys.set_int_max_str_digits() to increase the limit"),
     ],
 )
 def test_user_errors_are_one_line(args, message):
@@ -64,7 +69,7 @@ def test_status_and_export_from_a_finished_run(tmp_path, seed_recipe_text):
     kernel.close()
     status = hotcb_cli("--dir", str(tmp_path), "tune", "status")
     assert status.returncode == 0
-    assert "mode: observe" in status.stdout and "decisions: 3" in status.stdout
+    assert "mode: observe" in status.stdout and "decisions=3 " in status.stdout
     raw = json.loads(hotcb_cli("--dir", str(tmp_path), "tune", "status", "--json").stdout)
     assert raw["decisions"] == 3
 
@@ -109,3 +114,41 @@ def test_status_says_how_old_the_summary_is(tmp_path):
     out = hotcb_cli("--dir", str(tmp_path), "tune", "status")
     assert out.returncode == 0, out.stderr
     assert "(no safe point since: is the job still running?)" in out.stdout
+
+
+@pytest.mark.parametrize("wait", ["-1", "nan", "soon"])
+def test_wait_must_be_seconds(wait):
+    proc = hotcb_cli("--dir", ".", "--wait", wait, "tune", "disable")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == f"hotcb: error: argument --wait: expected seconds >= 0, got {wait!r}"
+
+
+@pytest.mark.parametrize("text", ["{trunc", "[]", '{"decisions": 1}'])
+def test_status_of_a_damaged_summary_is_one_line(tmp_path, text):
+    (tmp_path / "hotcb.tune.summary.json").write_text(text)
+    proc = hotcb_cli("--dir", str(tmp_path), "tune", "status")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"hotcb: error: {tmp_path}: the tune summary is not ")
+
+
+def test_status_shows_freeze_counts_and_kernel_faults(tmp_path):
+    """What the kernel knows reaches `tune status`: the freeze, an intake notice does not
+    count as a fault, a failing metric accessor does, and counts beyond the usual five."""
+    from hotcb import HotKernel
+    from hotcb.channel import Command, send
+
+    kernel = HotKernel(run_dir=tmp_path, recipe={"objective": {"primary": "val/loss", "mode": "min"}}, tune_mode="observe")
+    kernel.apply({"step": 1, "metric": lambda n, d=None: 1.0 if n == "val/loss" else d}, ["val_epoch_end"])
+    send(tmp_path, Command("freeze", "set", {"mode": "prod"}))
+
+    def broken(name, default=None):
+        raise RuntimeError("metric store went away")
+
+    kernel.apply({"step": 2, "metric": broken}, ["val_epoch_end"])
+    kernel.tune.counts["cancelled"] = 2
+    kernel.close()
+    out = hotcb_cli("--dir", str(tmp_path), "tune", "status").stdout.splitlines()
+    assert "freeze: prod (`hotcb freeze --mode off` lifts it)" in out
+    assert "decisions=2 proposed=0 applied=0 accepted=0 rejected=0 failed=0 cancelled=2 accept_rate=-" in out
+    assert "disabled: metrics (RuntimeError: metric store went away)" in out
+    assert "error: metrics at step 2: RuntimeError: metric store went away" in out

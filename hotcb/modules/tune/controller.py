@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from hotcb.actuators import state as training_state
 from hotcb.actuators.base import ActuatorState
@@ -101,8 +101,10 @@ class HotTuneController:
         sampler_factory: Any = None,
         write_files: bool = True,
         replay_from: Optional[str] = None,
+        kernel_status: Optional[Callable[[], dict]] = None,
     ):
         self.recipe = recipe
+        self.kernel_status = kernel_status  # freeze, disabled modules, kernel errors: shown by `tune status`
         self.mutable_state = mutable_state
         self.storage = TuneStorage(run_dir, enabled=write_files)
         self.mode = TuneMode.parse(mode)
@@ -602,6 +604,7 @@ class HotTuneController:
             "actuators": {name: _describe(a) for name, a in self.mutable_state.items()},
             "last_metrics": self.last_metrics,
             "errors": self.errors[-10:],
+            "kernel": self.kernel_status() if self.kernel_status is not None else {},
             "search": getattr(self._search, "backend", None),
             "search_info": self._search.status() if self._search is not None else None,
             "updated": time.time(),
