@@ -90,6 +90,8 @@ CASES = [
       "hotcb.tune.mutations.jsonl or hotcb.tune.recipe.yaml (is it a tuned run directory?)"]),
     ("override-epsilon", {}, ["recipe=lr_wd", "hotcb.recipe.acceptance.epsilon=-1"],
      ["override hotcb.recipe.acceptance.epsilon=-1 → hotcb.recipe.acceptance.epsilon: Input should be greater than or equal to 0 (got -1)"]),
+    ("infinite-epsilon", {}, ["hotcb.recipe.acceptance.epsilon=inf"],
+     ["override hotcb.recipe.acceptance.epsilon=inf → hotcb.recipe.acceptance.epsilon: Input should be a finite number (got inf)"]),
     ("override-debounce", {}, ["hotcb.debounce_steps=0"],
      ["override hotcb.debounce_steps=0 → hotcb.debounce_steps: Input should be greater than or equal to 1 (got 0)"]),
     ("override-freeze", {}, ["hotcb.freeze=frozen"],

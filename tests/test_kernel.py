@@ -51,6 +51,10 @@ def test_tune_commands_are_applied_and_recorded(tmp_path):
         (Command("tune", "enable", {"mode": "turbo"}),
          "tune mode 'turbo' is not one of: off, observe, suggest, active, replay"),
         (Command("tune", "explode"), "unknown tune command 'explode'; accepted: enable, disable, set"),
+        (Command("tune", "enable", {"mode": "observe", "extra": 1}),
+         "tune enable: unknown argument(s) 'extra'; accepted: from, mode"),
+        (Command("tune", "set", {"objective.primary": ""}),
+         "recipe.objective.primary: String should have at least 1 character (got '')"),
         (Command("warp", "set"), "unknown module 'warp'; accepted: tune, opt, loss, freeze"),
         (Command("opt", "set", {"lr": -1.0}), "opt.lr: -1.0 is below the hard limit > 0.0"),
         (Command("opt", "set", {"momentum": 0.9}),
@@ -233,3 +237,26 @@ def test_manual_change_cancels_the_segment_on_that_knob(tmp_path):
     assert kernel.tune.segment is None and opt.param_groups[0]["lr"] == 0.01
     statuses = [m["status"] for m in read_jsonl(tmp_path / "hotcb.tune.mutations.jsonl")]
     assert statuses == ["applied", "cancelled"]
+
+
+def test_a_family_without_its_actuator_is_reported_not_skipped_in_silence(tmp_path, caplog):
+    recipe = {"actuators": {"opt": {"mutations": {"lr_mul": {"bounds": [0.5, 2.0]}}}},
+              "search": {"algorithm": "random", "seed": 0, "storage": "memory"}, "acceptance": {"baseline": "pre"}}
+    kernel, _ = _kernel(tmp_path, recipe=recipe, tune_mode="active")
+    for step in (1, 2, 3):
+        kernel.apply({"step": step, "metric": lambda n, d=None: 1.0 if n == "val/loss" else d}, ["val_epoch_end"])
+    problem = ("family opt.lr_mul: this run has no actuator 'opt.lr_mul' (it has: opt.lr, opt.weight_decay); "
+               "it is never proposed")
+    assert kernel.tune.summary()["errors"] == [problem]  # once, though every decision looked
+    assert caplog.text.count(problem) == 1
+
+
+def test_an_infinite_value_written_by_hand_is_rejected(tmp_path):
+    """JSON's ``Infinity`` parses to a float; an infinite epsilon would reject everything."""
+    kernel, _ = _kernel(tmp_path)
+    with open(tmp_path / COMMANDS_FILE, "a") as fh:
+        fh.write('{"id": "inf", "module": "tune", "op": "set", "args": {"acceptance.epsilon": Infinity}}\n')
+    kernel.apply({"step": 3}, ["train_batch_end"])
+    (record,) = _ledger(tmp_path)
+    assert (record["id"], record["status"]) == ("inf", "rejected")
+    assert record["reason"] == "recipe.acceptance.epsilon: Input should be a finite number (got inf)"

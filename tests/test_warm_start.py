@@ -75,3 +75,26 @@ def test_warm_start_lets_tpe_skip_its_startup(tmp_path, earlier_run):
     assert loop.kernel.tune.counts["proposed"] >= 4
     above = sum(t.params["value"] > 1.0 for t in own) / len(own)
     assert above >= 0.75, [t.params["value"] for t in own]
+
+
+def test_a_source_with_a_live_bounds_change_gives_its_same_space_trials(tmp_path):
+    """A live `tune set` of bounds part-way through the source: the new run takes the trials
+    over its own space and notes the ones it leaves out; it is not refused."""
+    from hotcb.channel import Command, send
+
+    source = tmp_path / "source"
+    changed = {"actuators.opt.mutations.lr_mult.bounds": [0.5, 3.0]}
+
+    def widen_at_epoch_5(kernel, epoch: int) -> bool:
+        if epoch == 5:
+            send(source, Command("tune", "set", changed))
+        return False  # train on
+
+    run_loop(source, epochs=12, stop=widen_at_epoch_5)
+    spaces = {t.distributions["value"].high for t in trials_by_study(source)["opt.lr_mult"] if t.state is TrialState.COMPLETE}
+    assert spaces == {2.0, 3.0}
+    loop = run_loop(tmp_path / "new", recipe(warm_start=[str(source)]), epochs=2)
+    seeded = [t for t in trials_by_study(tmp_path / "new")["opt.lr_mult"] if "warm_start" in t.user_attrs]
+    assert seeded and {t.distributions["value"].high for t in seeded} == {2.0}
+    notes = loop.kernel.tune.summary()["search_info"]["notes"]
+    assert any("trials are refused (a changed space is not mixed in)" in n for n in notes)

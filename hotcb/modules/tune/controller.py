@@ -270,7 +270,10 @@ class HotTuneController:
         out = []
         for family in self.recipe.families():
             actuator = self.mutable_state.get(family.actuator)
-            if actuator is None or getattr(actuator, "state", None) is ActuatorState.DISABLED:
+            if actuator is None:
+                self._warn_no_actuator(family)
+                continue
+            if getattr(actuator, "state", None) is ActuatorState.DISABLED:
                 continue
             if self.decisions < self._stats(family.name).cooldown_until:
                 continue
@@ -278,6 +281,16 @@ class HotTuneController:
                 continue  # medium-risk knobs move only after a clean (accepted) decision
             out.append(family)
         return sorted(out, key=lambda f: self._stats(f.name).last_decision)
+
+    def _warn_no_actuator(self, family: Family) -> None:
+        """A family whose knob this run lacks (a misspelt ``lr_mul``, ``loss`` keys without loss
+        weights) would be skipped forever in silence: say so once, in the log and in status."""
+        problem = (f"family {family.name}: this run has no actuator {family.actuator!r} "
+                   f"(it has: {', '.join(sorted(self.mutable_state)) or 'none'}); it is never proposed")
+        if problem not in self._warned:
+            self._warned.add(problem)
+            self.errors.append(problem)
+            log.warning("hotcb tune: %s", problem)
 
     def _maybe_propose(self, env: dict, step: int, metrics: dict) -> None:
         value = metrics.get(self.recipe.objective.primary)
@@ -513,6 +526,11 @@ class HotTuneController:
     # -- commands ---------------------------------------------------------------------------
     def handle(self, op: str, args: dict) -> str:
         """Apply a live ``tune`` command; raises CommandRejected with the reason."""
+        accepted = {"enable": {"mode", "from"}, "disable": set()}.get(op)
+        unknown = sorted(set(args) - accepted) if accepted is not None else []
+        if unknown:
+            raise CommandRejected(f"tune {op}: unknown argument(s) {', '.join(map(repr, unknown))}; "
+                                  f"accepted: {', '.join(sorted(accepted)) or 'none'}")
         if op == "enable":
             try:
                 mode = TuneMode.parse(args.get("mode", "active"))

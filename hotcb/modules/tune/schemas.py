@@ -23,11 +23,12 @@ BETA_INDEX = {"beta1": 0, "beta2": 1}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    # No NaN or infinity: an infinite epsilon or limit would quietly switch a check off.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 class Objective(_Strict):
-    primary: str = "val/loss"
+    primary: str = Field(default="val/loss", min_length=1)
     mode: Literal["min", "max"] = "min"
     backup_metrics: list[str] = Field(default_factory=list)
 

@@ -231,8 +231,8 @@ class OptunaSearch:
     def _seed(self, study: Any, family: Family) -> None:
         """A new study starts from earlier runs' trials (warm start), else from the prior_center."""
         if self.spec.warm_start:
-            trials, problems = warm_start_trials(self.spec.warm_start, study.study_name, distribution(family))
-            for problem in problems:
+            trials, problems, notes = warm_start_trials(self.spec.warm_start, study.study_name, distribution(family))
+            for problem in [*problems, *notes]:
                 self._note(f"search.warm_start: {problem}")
             study.add_trials(trials)
         if family.spec.prior_center is not None and not study.get_trials(deepcopy=False):
@@ -439,26 +439,29 @@ def source_storage(source: str | os.PathLike) -> Any:
     raise ValueError(f"{path} is not a study file (accepted: {accepted})")
 
 
-def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[list[Any], list[str]]:
-    """Completed trials of study ``name`` in ``sources`` that were searched over ``space``,
-    and one problem per source whose study used another space (its trials are refused)."""
+def warm_start_trials(sources: Iterable[str], name: str, space: Any) -> tuple[list[Any], list[str], list[str]]:
+    """Completed trials of study ``name`` in ``sources`` that were searched over ``space``; trials
+    over another space are refused, never mixed in. Also returns one problem per source whose
+    trials were all refused, and one note per source that gave only some (a run whose bounds a
+    live ``tune set`` changed)."""
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    trials, problems = [], []
+    trials, problems, notes = [], [], []
     for source in sources:
         storage = source_storage(source)
         if name not in optuna.study.get_all_study_names(storage):
             continue
         done = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.COMPLETE,))
-        other = sorted({repr(t.distributions.get(PARAM)) for t in done if t.distributions.get(PARAM) != space})
+        same = [t for t in done if t.distributions.get(PARAM) == space]
+        other = sorted({repr(t.distributions.get(PARAM)) for t in done if t not in same})
         if other:
-            problems.append(f"{source}: study {name!r} was searched over {', '.join(other)} "
-                            f"but this run searches {space!r}; its trials are refused (a changed space is not mixed in)")
-            continue
+            (notes if same else problems).append(
+                f"{source}: study {name!r} was searched over {', '.join(other)} but this run searches "
+                f"{space!r}; {len(done) - len(same)} of its {len(done)} trials are refused (a changed space is not mixed in)")
         trials += [create_trial(value=t.value, params=t.params, distributions=t.distributions,
-                                user_attrs={**t.user_attrs, "warm_start": f"{source}#{t.number}"}) for t in done]
-    return trials, problems
+                                user_attrs={**t.user_attrs, "warm_start": f"{source}#{t.number}"}) for t in same]
+    return trials, problems, notes
 
 
 def warm_start_problems(recipe: TuneRecipe) -> list[tuple[str, str]]:
@@ -480,7 +483,7 @@ def warm_start_problems(recipe: TuneRecipe) -> list[tuple[str, str]]:
             problems.append(("search.warm_start", f"{source} shares no study with this recipe "
                                                   f"(it has {sorted(found) or 'none'}; this run opens {sorted(names)})"))
     for name, family in names.items():
-        problems += [("search.warm_start", p) for p in warm_start_trials(readable, name, distribution(family))[1]]
+        problems += [("search.warm_start", p) for p in warm_start_trials(readable, name, distribution(family))[1]]  # all refused
     return problems
 
 
