@@ -230,11 +230,15 @@ class HotKernel:
         if not self.freeze.admits(command.module):
             self._write_ledger({**base, "status": "ignored", "reason": f"kernel frozen (freeze={self.freeze.value})"})
             return
-        if command.module in self.disabled:
+        # `tune enable` is the way back after auto_disable_on_error (once the cause is fixed).
+        revives = command.module == "tune" and command.op == "enable"
+        if command.module in self.disabled and not revives:
             self._write_ledger({**base, "status": "ignored", "reason": f"module disabled after error: {self.disabled[command.module]}"})
             return
         try:
             detail = self._route(command, env)
+            if revives and self.disabled.pop("tune", None):
+                detail += " (re-enabled after error)"
         except (ValueError, TypeError, LookupError) as exc:
             reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._write_ledger({**base, "status": "rejected", "reason": reason})

@@ -101,10 +101,11 @@ def run_problems(config: HotcbConfig) -> list[tuple[str, str]]:
             return [("tune.replay_from", str(exc))]
     if config.tune.mode not in ("active", "suggest"):
         return []
-    from hotcb.modules.tune.search import default_sampler_factory, search_problems
+    from hotcb.modules.tune.recipe import startup_problems
+    from hotcb.modules.tune.search import default_sampler_factory
 
     allowed = tuple(config.allow_targets)
-    problems = search_problems(config.recipe, lambda: default_sampler_factory(config.recipe.search, allowed)())
+    problems = startup_problems(config.recipe, lambda: default_sampler_factory(config.recipe.search, allowed)())
     return [(f"recipe.{path}", message) for path, message in problems]
 
 

@@ -8,6 +8,7 @@ import torch
 
 from hotcb import HotKernel
 from hotcb.actuators import ApplyResult, ValidationResult, mutable_state, optimizer_actuators
+from hotcb.config_errors import ConfigError
 from hotcb.channel import COMMANDS_FILE, Command, send
 from hotcb.kernel import APPLIED_FILE
 from hotcb.ledger import read_jsonl
@@ -260,3 +261,56 @@ def test_an_infinite_value_written_by_hand_is_rejected(tmp_path):
     (record,) = _ledger(tmp_path)
     assert (record["id"], record["status"]) == ("inf", "rejected")
     assert record["reason"] == "recipe.acceptance.epsilon: Input should be a finite number (got inf)"
+
+
+def test_tune_enable_revives_the_tuner_after_an_error(tmp_path):
+    """auto_disable_on_error switched tune off; once the cause is fixed, `tune enable` is the
+    way back (other tune commands stay ignored meanwhile)."""
+    class Jammed(_Knob):
+        jammed = True
+
+        def apply(self, patch, env):
+            if self.jammed:
+                raise RuntimeError("knob jammed")
+            return super().apply(patch, env)
+
+    kernel = HotKernel(run_dir=tmp_path, recipe=CUSTOM_RECIPE, tune_mode="active")
+    knob = Jammed()
+    kernel.register_actuator("my_knob", knob)
+    for step in range(1, 5):
+        kernel.apply({"step": step, "metric": lambda n, d=None, s=step: 1.0 / s if n == "val/loss" else d}, ["val_epoch_end"])
+    assert "tune" in kernel.disabled
+    send(tmp_path, Command("tune", "set", {"acceptance.epsilon": 0.01}))
+    knob.jammed = False  # the cause, fixed
+    send(tmp_path, Command("tune", "enable", {"mode": "active"}))
+    kernel.apply({"step": 5}, ["train_batch_end"])
+    ignored, revived = _ledger(tmp_path)[-2:]
+    assert ignored["status"] == "ignored" and ignored["reason"].startswith("module disabled after error: RuntimeError: knob jammed")
+    assert revived["status"] == "applied" and revived["detail"] == "mode=active (re-enabled after error)"
+    assert "tune" not in kernel.disabled
+    for step in range(6, 12):
+        kernel.apply({"step": step, "metric": lambda n, d=None, s=step: 1.0 / s if n == "val/loss" else d}, ["val_epoch_end"])
+    assert kernel.status()["tune"]["applied"] >= 2
+
+
+def test_snapshot_dir_problems_fail_a_proposal_or_a_command_not_the_tuner(tmp_path):
+    snapshots = tmp_path / "snaps"
+    recipe = {"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [0.5, 2.0]}}}},
+              "search": {"algorithm": "random", "seed": 0, "storage": "memory"},
+              "acceptance": {"baseline": "pre", "rollback": "state", "snapshot_dir": str(snapshots)}}
+    with pytest.raises(ConfigError, match=r"acceptance.snapshot_dir: cannot create snapshot directory /proc/nope"):
+        _kernel(tmp_path / "a", recipe={**recipe, "acceptance": {**recipe["acceptance"], "snapshot_dir": "/proc/nope"}},
+                tune_mode="active")
+    kernel, opt = _kernel(tmp_path / "b", recipe=recipe, tune_mode="active")
+    snapshots.rmdir()
+    snapshots.write_text("a file where the directory was")
+    model = torch.nn.Linear(2, 1)
+    for step in (1, 2, 3):
+        kernel.apply({"step": step, "model": model, "optimizer": opt,
+                      "metric": lambda n, d=None, s=step: 1.0 / s if n == "val/loss" else d}, ["val_epoch_end"])
+    summary = kernel.status()["tune"]
+    assert "tune" not in kernel.disabled and summary["failed"] >= 1 and summary["applied"] == 0
+    send(tmp_path / "b", Command("tune", "set", {"acceptance.snapshot_dir": "/proc/nope"}))
+    kernel.apply({"step": 4}, ["train_batch_end"])
+    record = _ledger(tmp_path / "b")[-1]
+    assert record["status"] == "rejected" and record["reason"].startswith("acceptance.snapshot_dir: cannot create snapshot directory /proc/nope")

@@ -108,6 +108,20 @@ def _nbytes(obj: Any) -> int:
     return 0
 
 
+def snapshot_dir_problem(snapshot_dir: str | os.PathLike | None) -> str:
+    """Why snapshots cannot be written to ``snapshot_dir`` (made if missing), or ""."""
+    if snapshot_dir is None:
+        return ""
+    directory = Path(snapshot_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create snapshot directory {directory}: {exc.strerror or exc}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"snapshot directory {directory} is not writable"
+    return ""
+
+
 def capture(env: dict, snapshot_dir: str | os.PathLike | None = None) -> TrainingSnapshot:
     """Capture model, optimizers, schedulers, grad scaler and RNG state from ``env``."""
     models = _objects(env, "model", "models")

@@ -26,7 +26,8 @@ from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, insta
 from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
 from hotcb.modules.tune import safety
 from hotcb.modules.tune.replay import ReplaySource
-from hotcb.modules.tune.search import Proposal, make_search, search_problems
+from hotcb.modules.tune.search import Proposal, make_search
+from hotcb.modules.tune.recipe import startup_problems
 from hotcb.modules.tune.storage import TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class HotTuneController:
             except ValueError as exc:
                 raise ConfigError([f"tune.replay_from: {exc}"], "hotcb") from None
         if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST):  # config errors, found before training
-            problems = search_problems(recipe, sampler_factory)  # every rank: all stop, none waits
+            problems = startup_problems(recipe, sampler_factory)  # every rank: all stop, none waits
             if problems:
                 raise ConfigError([f"{path}: {message}" for path, message in problems], "recipe")
         self.storage.write_recipe(recipe.to_dict())
@@ -335,7 +336,11 @@ class HotTuneController:
             self._log_mutation(record, "suggested", note="suggest mode: not applied; trial closed as FAIL")
             return
         params_snapshot = actuator.snapshot(env)
-        state_snapshot = self._capture_state(env)
+        try:
+            state_snapshot = self._capture_state(env)
+        except OSError as exc:  # snapshot_dir full or gone: this mutation could not be undone
+            self._fail(family, proposal, record, f"state snapshot failed, so the mutation was not applied: {exc}")
+            return
         result = actuator.apply(patch, env)
         if not result.ok:
             self._fail(family, proposal, record, result.detail)
@@ -576,6 +581,9 @@ class HotTuneController:
             recipe = TuneRecipe.from_dict(data)
         except ConfigError as exc:
             raise CommandRejected("; ".join(exc.problems)) from None
+        problem = training_state.snapshot_dir_problem(recipe.acceptance.snapshot_dir)
+        if problem and recipe.acceptance.snapshot_dir != self.recipe.acceptance.snapshot_dir:
+            raise CommandRejected(f"acceptance.snapshot_dir: {problem}")
         self.recipe = recipe
         self.evaluator.acceptance, self.evaluator.objective = recipe.acceptance, recipe.objective
         self.storage.write_recipe(recipe.to_dict())

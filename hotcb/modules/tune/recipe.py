@@ -20,6 +20,20 @@ from hotcb.modules.tune.schemas import TuneRecipe
 from hotcb.modules.tune.storage import RECIPE_FILE
 
 
+def startup_problems(recipe: TuneRecipe, sampler_factory: Any = None) -> list[tuple[str, str]]:
+    """What a valid recipe would still trip over once a tuned run starts, as (path under the
+    recipe, message): a sampler that cannot be built, a missing warm-start source, a snapshot
+    directory that cannot be written. Found before training, not at the first proposal."""
+    from hotcb.actuators.state import snapshot_dir_problem
+    from hotcb.modules.tune.search import search_problems
+
+    problems = search_problems(recipe, sampler_factory)
+    if recipe.acceptance.rollback == "state":
+        problem = snapshot_dir_problem(recipe.acceptance.snapshot_dir)
+        problems += [("acceptance.snapshot_dir", problem)] if problem else []
+    return problems
+
+
 def load_yaml(path: str | os.PathLike) -> Any:
     """YAML as Hydra reads it: ``1e-3`` is a number (PyYAML's YAML 1.1 rules make it a string,
     so the same recipe file would pass as ``recipe=x`` and fail when loaded here)."""
