@@ -62,9 +62,17 @@ class ConfigOrigin:
         parts = path.split(".")
         for depth in range(len(parts), 1, -1):  # down to hotcb.<section>, never bare hotcb
             key = ".".join(parts[:depth])
-            label = self._override_for(key) or self._source_for(key)
+            # A problem found on a node (bounds checked against the family's name) is most
+            # likely the work of an override below it: overrides are merged last.
+            label = self._override_for(key) or (depth == len(parts) and self._override_below(key)) or self._source_for(key)
             if label:
                 return label + self._interpolated_from(key)
+        return ""
+
+    def _override_below(self, key: str) -> str:
+        for text in reversed(self.overrides):
+            if text.split("=", 1)[0].lstrip("+~").startswith(key + "."):
+                return f"override {text}"
         return ""
 
     def _interpolated_from(self, key: str) -> str:

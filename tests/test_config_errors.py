@@ -80,7 +80,7 @@ CASES = [
       "n_startup_trials, n_ei_candidates, gamma, weights, seed, multivariate, group, warn_independent_sampling, "
       "constant_liar, constraints_func"]),
     ("sampler-refuses-value", {}, ["tune=active", "search=qmc", "hotcb.recipe.search.sampler.qmc_type=bogus"],
-     ["search=qmc → hotcb.recipe.search.sampler: QMCSampler cannot be built from these arguments: "
+     ["override hotcb.recipe.search.sampler.qmc_type=bogus → hotcb.recipe.search.sampler: QMCSampler cannot be built from these arguments: "
       "ValueError: The `qmc_type='bogus'` is invalid. Choose either `halton` or `sobol`."]),
     ("warm-start-missing", {}, ["tune=active", "hotcb.recipe.search.warm_start=[/no/such/run]"],
      ["override hotcb.recipe.search.warm_start=[/no/such/run] → hotcb.recipe.search.warm_start: "
@@ -90,6 +90,10 @@ CASES = [
       "hotcb.tune.mutations.jsonl or hotcb.tune.recipe.yaml (is it a tuned run directory?)"]),
     ("override-epsilon", {}, ["recipe=lr_wd", "hotcb.recipe.acceptance.epsilon=-1"],
      ["override hotcb.recipe.acceptance.epsilon=-1 → hotcb.recipe.acceptance.epsilon: Input should be greater than or equal to 0 (got -1)"]),
+    # Checked on the family or group node, caused by an override below it.
+    ("override-below-the-node", {}, [f"{LR}.bounds=[0,1]"],
+     [f"override {LR}.bounds=[0,1] → hotcb.recipe.actuators.opt: mutations.lr_mult: a multiplicative mutation needs "
+      "bounds > 0, got lower bound 0.0 (got {'enabled': True, 'mutations': {'lr_mult': {'bounds': [0, 1], 'cooldown': 0, ...)"]),
     ("infinite-epsilon", {}, ["hotcb.recipe.acceptance.epsilon=inf"],
      ["override hotcb.recipe.acceptance.epsilon=inf → hotcb.recipe.acceptance.epsilon: Input should be a finite number (got inf)"]),
     ("override-debounce", {}, ["hotcb.debounce_steps=0"],
