@@ -234,10 +234,14 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
     from hotcb.config_origin import ConfigOrigin
     from hotcb.modules.tune.recipe import load_recipe
-    from hotcb.schema import validate_hotcb
+    from hotcb.config_errors import ConfigError
+    from hotcb.schema import validate_config, validate_hotcb
 
     if args.recipe:
-        load_recipe(args.recipe)
+        try:  # as a tuned run would take it: the sampler's target, warm-start sources, snapshot_dir
+            validate_config({"recipe": load_recipe(args.recipe).to_dict(), "tune": {"mode": "active"}}, args.recipe)
+        except ConfigError as exc:
+            raise ConfigError([p.replace("hotcb.recipe.", "recipe.", 1) for p in exc.problems], args.recipe) from None
         print(f"hotcb: recipe {args.recipe} is valid")
         return 0
     if args.config_dir:

@@ -105,6 +105,21 @@ def test_recipe_file_numbers_read_as_hydra_reads_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("search:\n  sampler: {_target_: subprocess.Popen, args: ls}\n",
+     "recipe.search.sampler._target_: target 'subprocess.Popen' is not allowed; accepted: hotcb.*, optuna.samplers.*, "
+     "torch.optim.* (add a prefix to hotcb.allow_targets)"),
+    ("acceptance:\n  snapshot_dir: /proc/nope\n",
+     "recipe.acceptance.snapshot_dir: cannot create snapshot directory /proc/nope: No such file or directory"),
+    ("acceptance:\n  epsilon: 0.1\n  epsilon: 5\n", "not valid YAML: duplicate key 'epsilon'"),
+], ids=["refused-target", "snapshot-dir", "duplicate-key"])
+def test_recipe_file_is_checked_as_a_tuned_run_would_take_it(tmp_path, text, problem):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    proc = hotcb_cli("config", "validate", "--recipe", str(path))
+    assert proc.returncode == 2 and problem in proc.stderr
+
+
 def test_status_says_how_old_the_summary_is(tmp_path):
     from hotcb.ledger import write_json_atomic
 
