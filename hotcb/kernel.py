@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional
 from hotcb.actuators.base import BaseActuator
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.channel import APPLIED_FILE, Command, CommandReader, MalformedCommand
+from hotcb import run_claim
 from hotcb.distributed import ProcessGroup, Recorder, Replayer, launcher_rank, torch_process_group
 from hotcb.freeze import FreezeMode
 from hotcb.ledger import append_jsonl, dumps
@@ -75,9 +76,13 @@ class HotKernel:
         is_writer: Optional[bool] = None,
     ):
         self.run_dir = Path(run_dir)
-        self.is_writer = launcher_rank() == 0 if is_writer is None else bool(is_writer)
+        if is_writer is None:
+            world = torch_process_group()  # a worker built after init_process_group knows its rank
+            is_writer = world.rank == 0 if world is not None else launcher_rank() == 0
+        self.is_writer = bool(is_writer)
         if self.is_writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            run_claim.claim(self.run_dir)  # a second job on this directory stops here, before training
         self.mutable_state = mutable_state if mutable_state is not None else MutableState()
         self.debounce_steps = max(1, int(debounce_steps))
         self.auto_disable_on_error = auto_disable_on_error
@@ -136,6 +141,8 @@ class HotKernel:
             return
         self.group = group
         self.is_writer = group.rank == 0
+        if not self.is_writer:
+            run_claim.release(self.run_dir)
         if self._tune is not None:
             self._tune.storage.enabled = self.is_writer
         if self.is_writer:
@@ -285,12 +292,14 @@ class HotKernel:
             # summary exists is the launching process under ddp_spawn, whose copies did the
             # work: it must not overwrite their record. (A job that failed before its first
             # safe point still gets its summary written.)
+            run_claim.release(self.run_dir)
             self._closed = True
             return
         if self.reader.has_new():
             self._guard("intake", self._intake, env)
         if self._tune is not None:
             self._guard("tune", self._tune.close, env)
+        run_claim.release(self.run_dir)
         self._closed = True
 
     def _kernel_status(self) -> dict:

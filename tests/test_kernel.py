@@ -314,3 +314,25 @@ def test_snapshot_dir_problems_fail_a_proposal_or_a_command_not_the_tuner(tmp_pa
     kernel.apply({"step": 4}, ["train_batch_end"])
     record = _ledger(tmp_path / "b")[-1]
     assert record["status"] == "rejected" and record["reason"].startswith("acceptance.snapshot_dir: cannot create snapshot directory /proc/nope")
+
+
+def test_one_job_per_run_directory(tmp_path):
+    """A second live job on the directory is refused before it trains; a dead job's claim
+    (a crash) and this process's own earlier kernel are not in the way."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hotcb import HotKernel; "
+                               f"HotKernel({str(tmp_path)!r}); print('ready', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(ConfigError, match=rf"run_dir: {tmp_path} is in use by another job \(pid {holder.pid}, since "):
+            HotKernel(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    first = HotKernel(tmp_path)  # the holder died without closing: its claim is void
+    HotKernel(tmp_path).close()  # a second kernel of this process (a resume in a notebook)
+    first.close()
+    assert not (tmp_path / "hotcb.owner.json").exists()
