@@ -94,6 +94,8 @@ CASES = [
     ("override-below-the-node", {}, [f"{LR}.bounds=[0,1]"],
      [f"override {LR}.bounds=[0,1] → hotcb.recipe.actuators.opt: mutations.lr_mult: a multiplicative mutation needs "
       "bounds > 0, got lower bound 0.0 (got {'enabled': True, 'mutations': {'lr_mult': {'bounds': [0, 1], 'cooldown': 0, ...)"]),
+    ("negative-seed", {}, ["hotcb.recipe.search.seed=-1"],
+     ["override hotcb.recipe.search.seed=-1 → hotcb.recipe.search.seed: Input should be greater than or equal to 0 (got -1)"]),
     ("infinite-epsilon", {}, ["hotcb.recipe.acceptance.epsilon=inf"],
      ["override hotcb.recipe.acceptance.epsilon=inf → hotcb.recipe.acceptance.epsilon: Input should be a finite number (got inf)"]),
     ("override-debounce", {}, ["hotcb.debounce_steps=0"],

@@ -100,7 +100,7 @@ class ActuatorGroup(_Strict):
 class SearchSpec(_Strict):
     algorithm: Literal["tpe", "random", "cmaes", "gp", "qmc"] = "tpe"
     startup_trials: int = Field(default=8, ge=0)
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)  # numpy's range, which samplers seed
     phase_conditioned: bool = False
     storage: Literal["sqlite", "journal", "memory"] = "sqlite"
     warm_start: list[str] = Field(default_factory=list)
