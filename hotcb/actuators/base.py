@@ -5,8 +5,8 @@ limits, ``apply`` it and ``restore`` a snapshot. A patch is ``{"value": v}`` (se
 ``{"mult": m}`` (scale), optionally with ``"index"`` for one element of a tuple knob.
 
 Each built-in actuator walks a small state machine so that status can say how far it is
-trusted: INIT → UNTOUCHED (bound to live state) → UNVERIFIED (changed, not yet read back at a
-decision point) → VERIFIED (the change was seen in effect), or DISABLED after repeated faults.
+trusted: INIT → UNTOUCHED (bound to live state) → UNVERIFIED (changed, not yet judged) →
+VERIFIED (an accepted segment kept it), or DISABLED after repeated faults.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """HotTuneController: the observe → propose → apply → evaluate → accept/rollback loop.
 
-Decisions happen at ``val_epoch_end`` (outside sanity checks; the adapter sees to that). At
-each one the controller closes the active segment when its horizon is reached, tells the
-search its score, rolls back on reject, and — in ``active`` mode, when no safety rule
-objects — proposes, validates, snapshots and applies the next mutation. While a segment runs,
+Decisions happen at ``val_epoch_end`` (Lightning, bare loops) or ``eval_end`` (HF), outside
+sanity checks (the adapter sees to that). At each one the controller closes the active
+segment when its horizon is reached, tells the search its score, rolls back on reject, and —
+in ``active`` mode, when no safety rule objects — proposes, validates, snapshots and applies
+the next mutation. While a segment runs,
 ``train_batch_end`` watches for blockers (non-finite loss, anomaly flags, grad-norm spikes)
 and rejects the segment at once instead of waiting for the horizon.
 """
