@@ -86,3 +86,18 @@ def test_resume_from_a_lightning_checkpoint(tmp_path):
     assert [t.number for t in after] == list(range(len(after))) and len(after) > len(before) >= 2
     assert [(t.state, t.value) for t in after[: len(before)]] == [(t.state, t.value) for t in before]
     assert resumed.tune.decisions > 6  # the tuner's own state came back from the checkpoint
+
+
+def test_a_manual_change_sent_after_the_checkpoint_survives_the_resume(tmp_path):
+    """The command is re-read on resume and applied; cancelling the segment that was open at
+    the checkpoint must not then put back the knob's pre-mutation value over it."""
+    from hotcb.channel import Command, send
+
+    saved: dict = {}
+    run_loop(tmp_path, epochs=12, stop=_stop_mid_segment(saved))
+    send(tmp_path, Command("opt", "set", {"lr": 0.0123}))  # after the checkpoint, then the crash
+    start = saved["state"]["epoch"] * 4
+    loop = run_loop(tmp_path, epochs=saved["state"]["epoch"] + 1, state=saved["state"])
+    assert dict(loop.lrs)[start + 2] == 0.0123  # applied at the first safe point, still in force
+    cancelled = [m for m in read_mutations(tmp_path) if m["status"] == "cancelled"]
+    assert cancelled[-1]["trial"] == saved["open_trial"] and cancelled[-1]["rollback"] == "none"

@@ -595,6 +595,10 @@ class HotTuneController:
         """A live ``opt``/``loss`` command moved a knob: a segment judging that knob can no
         longer be scored (its credit would go to the wrong change), so it is cancelled and the
         manual value stays."""
+        if self._pending_cancel is not None and self._pending_cancel["actuator"] in actuators:
+            self._cancel_restored_segment({}, restore=False)
+            self.write_summary()
+            return "the segment open at the checkpoint was cancelled"
         seg = self.segment
         if seg is None or seg.family is None or seg.family.actuator not in actuators:
             return ""
@@ -702,16 +706,19 @@ class HotTuneController:
             self.search.load_state_dict(state["search"])  # closes the open segment's trial as FAIL
         self.storage.write_recipe(self.recipe.to_dict())
 
-    def _cancel_restored_segment(self, env: dict) -> None:
-        """A segment open at checkpoint time cannot be judged after a restart: undo its change."""
+    def _cancel_restored_segment(self, env: dict, *, restore: bool = True) -> None:
+        """A segment open at checkpoint time cannot be judged after a restart: undo its change,
+        unless a manual command (re-read from the log on resume) has set that knob since."""
         info, self._pending_cancel = self._pending_cancel, None
         actuator = self.mutable_state.get(info["actuator"])
-        restored = actuator is not None and actuator.restore(info["params_snapshot"], env).ok
+        if restore:
+            rollback = "params" if actuator is not None and actuator.restore(info["params_snapshot"], env).ok else "failed"
         self.counts["cancelled"] += 1
         self._log_mutation({"id": info["mutation_id"], "family": info["family"], "value": info["value"],
                             "trial": info["trial"]}, "cancelled",
-                           reason="run resumed mid-segment; the trial was closed as FAIL",
-                           rollback="params" if restored else "failed")
+                           reason="run resumed mid-segment; the trial was closed as FAIL"
+                                  + ("" if restore else "; the manual change since stands"),
+                           rollback=rollback if restore else "none")
 
 
 def _id_number(mutation_id: Any) -> int:
