@@ -40,14 +40,12 @@ class ConfigOrigin:
         """From the job's ``hydra`` node (``HydraConfig.get()`` or a composed ``cfg.hydra``);
         needs Hydra's global state (inside a job or an ``initialize_*`` context)."""
         from hydra.core.global_hydra import GlobalHydra
-        from hydra.types import RunMode
         from omegaconf import OmegaConf
 
-        overrides = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
+        overrides, defaults = _defaults_list(hydra_cfg)
         loader = GlobalHydra.instance().config_loader()
-        defaults = loader.compute_defaults_list(hydra_cfg.job.config_name, overrides, RunMode.RUN)
         sources = []
-        for item in defaults.defaults:
+        for item in defaults:
             if item.config_path is None:
                 continue
             loaded = loader.repository.load_config(item.config_path)
@@ -109,6 +107,21 @@ class ConfigOrigin:
         return _MISSING
 
 
+def _defaults_list(hydra_cfg: Any) -> tuple[list[str], list[Any]]:
+    """The job's command-line overrides and its defaults list (the configs in merge order), as
+    Hydra computed them: with the job's ``hydra.*`` overrides too, since ``hydra.searchpath``
+    decides where the options are found."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    task = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
+    own = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.hydra, resolve=False)]
+    defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
+        hydra_cfg.job.config_name, own + task, RunMode.RUN)
+    return task, defaults.defaults
+
+
 def _label(item: Any) -> str:
     """``recipe=lr_only`` for a group option, ``train.yaml`` for the primary config."""
     option = item.config_path.rsplit("/", 1)[-1]
@@ -133,19 +146,13 @@ def misplaced_options(cfg: Any) -> list[str]:
     if cfg is None or not any(group in cfg for group in GROUP_PACKAGES):
         return []
     try:
-        from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-        from omegaconf import OmegaConf
 
-        hydra_cfg = cfg.get("hydra") or HydraConfig.get()
-        overrides = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
-        defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
-            hydra_cfg.job.config_name, overrides, RunMode.RUN)
+        defaults = _defaults_list(cfg.get("hydra") or HydraConfig.get())[1]
     except Exception:  # noqa: BLE001 - outside a Hydra job there is no option to blame
         return []
     problems = []
-    for item in defaults.defaults:
+    for item in defaults:
         group = (item.config_path or "").split("/", 1)[0]
         expected = GROUP_PACKAGES.get(group)
         if item.override_key == group and expected and item.package != expected:

@@ -210,3 +210,16 @@ def test_config_error_survives_pickling():
     error = ConfigError([CASES[0][3][0]], "cfg.hotcb")
     copy = pickle.loads(pickle.dumps(error))
     assert copy.problems == error.problems and str(copy) == str(error)
+
+
+def test_an_option_found_through_hydra_searchpath_is_checked_too(tmp_path):
+    """The defaults list is computed with the job's hydra.* overrides: hydra.searchpath decides
+    where `recipe=nohdr` is found."""
+    (tmp_path / "extra" / "recipe").mkdir(parents=True)
+    (tmp_path / "extra" / "recipe" / "nohdr.yaml").write_text("acceptance: {epsilon: 0.5}\n")
+    bad = run_python("examples/train.py", f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "recipe=nohdr",
+                     "hotcb.validate_only=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "  recipe=nohdr → recipe: Hydra put this option at the top-level key 'recipe', outside hotcb, so the run "
+        "would not use it; make '# @package hotcb.recipe' the first line of recipe/nohdr.yaml")
