@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from hotcb import __version__
 from hotcb.channel import APPLIED_FILE, COMMANDS_FILE, Command, send
-from hotcb.ledger import iter_jsonl
+from hotcb.ledger import DamagedFile, iter_jsonl
 
 
 class CLIError(Exception):
@@ -132,10 +132,7 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
     from hotcb.report import format_counts
 
     run_dir = _run_dir(args)
-    try:
-        summary = read_summary(run_dir)
-    except ValueError as exc:
-        raise CLIError(f"{run_dir}: the tune summary is not valid JSON ({exc})") from None
+    summary = read_summary(run_dir)
     if summary is None:
         raise CLIError(f"{run_dir} has no tune summary yet (tuning never enabled, or the job has not reached a safe point)")
     if not isinstance(summary, dict) or "mode" not in summary:
@@ -396,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `hotcb ... | head`: the reader left; that is not an error
         sys.stderr.close()
         return 0
+    except DamagedFile as exc:
+        print(f"hotcb: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # a run directory or output path that cannot be read or written
         print(f"hotcb: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2

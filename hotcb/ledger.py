@@ -94,9 +94,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     os.replace(tmp, p)
 
 
+class DamagedFile(ValueError):
+    """A record file that exists but is not what hotcb wrote (truncated, edited, another tool's)."""
+
+
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """``path`` as JSON, ``default`` when there is none; DamagedFile naming it when unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
         return default
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise DamagedFile(f"{path} is not valid JSON ({exc})") from None

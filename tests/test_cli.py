@@ -143,7 +143,8 @@ def test_status_of_a_damaged_summary_is_one_line(tmp_path, text):
     (tmp_path / "hotcb.tune.summary.json").write_text(text)
     proc = hotcb_cli("--dir", str(tmp_path), "tune", "status")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
-    assert proc.stderr.startswith(f"hotcb: error: {tmp_path}: the tune summary is not ")
+    assert proc.stderr.startswith("hotcb: error: ")
+    assert f"{tmp_path}" in proc.stderr and ("not valid JSON" in proc.stderr or "not one hotcb wrote" in proc.stderr)
 
 
 def test_status_shows_freeze_counts_and_kernel_faults(tmp_path):
@@ -167,3 +168,19 @@ def test_status_shows_freeze_counts_and_kernel_faults(tmp_path):
     assert "decisions=2 proposed=0 applied=0 accepted=0 rejected=0 failed=0 cancelled=2 accept_rate=-" in out
     assert "disabled: metrics (RuntimeError: metric store went away)" in out
     assert "error: metrics at step 2: RuntimeError: metric store went away" in out
+
+
+def test_damaged_record_files_are_named_in_one_line(tmp_path):
+    """compare and evolve read files that a crash or a hand edit may have broken."""
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    (job / "hotcb.job.json").write_text("")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hotcb.tune.summary.json").write_text('{"mode": "act')
+    for args, damaged in [(("compare", str(tmp_path / "sweep")), job / "hotcb.job.json"),
+                          (("tune", "evolve", str(run), "--out", str(tmp_path / "e.yaml")), run / "hotcb.tune.summary.json")]:
+        proc = hotcb_cli(*args)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith(f"hotcb: error: {damaged} is not valid JSON (")

@@ -336,3 +336,20 @@ def test_one_job_per_run_directory(tmp_path):
     HotKernel(tmp_path).close()  # a second kernel of this process (a resume in a notebook)
     first.close()
     assert not (tmp_path / "hotcb.owner.json").exists()
+
+
+@pytest.mark.parametrize("args, reason", [
+    ({"actuators.opt.mutations.lr_mult.mode": "set"},
+     "actuators.opt.lr_mult.mode: mult -> set would change the scale its study searches on; set it in the recipe of the next run"),
+    ({"actuators.opt.mutations.lr_mult.range": [1e-6, 1e-3]},
+     "actuators.opt.lr_mult.range: opt.lr is 0.1 now, outside [1e-06, 0.001], so every proposal would fail; "
+     "move it first (hotcb opt set / loss set), then set the range"),
+])
+def test_live_set_that_would_break_every_later_proposal_is_rejected(tmp_path, args, reason):
+    recipe = {"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [0.5, 2.0]}}}},
+              "search": {"algorithm": "random", "seed": 0, "storage": "memory"}}
+    kernel, opt = _kernel(tmp_path, recipe=recipe, tune_mode="active")
+    send(tmp_path, Command("tune", "set", args))
+    kernel.apply({"step": 1}, ["train_batch_end"])
+    (record,) = _ledger(tmp_path)
+    assert (record["status"], record["reason"]) == ("rejected", reason)

@@ -100,3 +100,35 @@ def test_replay_mismatch_is_logged_as_failed_and_training_continues(tmp_path, so
     assert all("actuator 'opt.lr' is not registered" in r["reason"] for r in failed)
     assert not loop.kernel.disabled and loop.kernel.tune.counts["failed"] == len(failed)
     assert len(loop.lrs) == 12 * 4  # every step ran
+
+
+def test_a_replay_run_can_be_replayed(tmp_path, source_run):
+    """A replay run kept what it replayed: replaying it gives the same lr path."""
+    source_dir, _ = source_run
+    first = run_loop(tmp_path / "first", mode="replay", epochs=12, replay_from=str(source_dir))
+    second = run_loop(tmp_path / "second", mode="replay", epochs=12, replay_from=str(tmp_path / "first"))
+    assert second.lrs == first.lrs and second.kernel.tune.counts["replayed"] == first.kernel.tune.counts["replayed"] > 0
+
+
+def test_a_run_does_not_replay_itself_or_a_run_that_kept_nothing(tmp_path, source_run):
+    from hotcb.channel import Command, send
+    from hotcb.kernel import APPLIED_FILE
+    from hotcb.ledger import read_jsonl
+
+    source_dir, _ = source_run
+    run_dir = tmp_path / "run"
+
+    def ask_to_replay_itself(kernel, epoch: int) -> bool:
+        if epoch == 6:
+            send(run_dir, Command("tune", "enable", {"mode": "replay", "from": str(run_dir)}))
+        return False
+
+    run_loop(run_dir, epochs=8, stop=ask_to_replay_itself)
+    (record,) = [r for r in read_jsonl(run_dir / APPLIED_FILE) if r["op"] == "enable"]
+    assert record["status"] == "rejected"
+    assert record["reason"] == (f"replay source {run_dir} is this run's own directory: its accepted mutations "
+                                "are in effect already")
+    observed = tmp_path / "observed"
+    run_loop(observed, mode="observe", epochs=2)
+    with pytest.raises(ValueError, match="kept no mutation"):
+        run_loop(tmp_path / "again", mode="replay", epochs=1, replay_from=str(observed))

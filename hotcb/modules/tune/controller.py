@@ -131,7 +131,7 @@ class HotTuneController:
         self.watch = safety.GradNormWatch()
         self.last_metrics: dict = {}
         self.errors: list[str] = []
-        self.replay = ReplaySource(replay_from)
+        self.replay = ReplaySource(replay_from, run_dir=run_dir)
         self._pending_cancel: Optional[dict] = None
         self._warned: set[str] = set()
         self._warned_state = False
@@ -547,7 +547,7 @@ class HotTuneController:
                 if not source:
                     raise CommandRejected("replay mode needs --from RUN_DIR")
                 same = str(source) == self.replay.source
-                replay = ReplaySource(str(source), self.replay.done if same else ())
+                replay = ReplaySource(str(source), self.replay.done if same else (), self.storage.run_dir)
                 try:
                     replay.load()
                 except ValueError as exc:
@@ -585,11 +585,32 @@ class HotTuneController:
         problem = training_state.snapshot_dir_problem(recipe.acceptance.snapshot_dir)
         if problem and recipe.acceptance.snapshot_dir != self.recipe.acceptance.snapshot_dir:
             raise CommandRejected(f"acceptance.snapshot_dir: {problem}")
+        self._check_live_families(recipe)
         self.recipe = recipe
         self.evaluator.acceptance, self.evaluator.objective = recipe.acceptance, recipe.objective
         self.storage.write_recipe(recipe.to_dict())
         self.write_summary()
         return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+    def _check_live_families(self, recipe: TuneRecipe) -> None:
+        """What a live ``tune set`` may not do to a family: switch its scale (its study's trials
+        are on one scale), or set a ``range`` its knob already lies outside (every proposal
+        would fail)."""
+        before = self.families()
+        for family in recipe.families():
+            old = before.get(family.name)
+            if old is not None and old.mode != family.mode:
+                raise CommandRejected(f"actuators.{family.name}.mode: {old.mode} -> {family.mode} would change the scale "
+                                      "its study searches on; set it in the recipe of the next run")
+            actuator = self.mutable_state.get(family.actuator)
+            if family.spec.range is None or actuator is None or family.spec.range == (old and old.spec.range):
+                continue
+            lo, hi = family.spec.range
+            outside = [v for v in safety.origin_of(family, actuator, {}) if not lo <= v <= hi]
+            if outside:
+                raise CommandRejected(f"actuators.{family.name}.range: {family.actuator} is {outside[0]:g} now, outside "
+                                      f"[{lo:g}, {hi:g}], so every proposal would fail; move it first "
+                                      f"(hotcb opt set / loss set), then set the range")
 
     def on_manual_change(self, actuators: list[str]) -> str:
         """A live ``opt``/``loss`` command moved a knob: a segment judging that knob can no
@@ -701,7 +722,7 @@ class HotTuneController:
         self.segment = None
         self._pending_cancel = state.get("open_segment")
         replay = state.get("replay") or {}
-        self.replay = ReplaySource(replay.get("from") or self.replay.source, replay.get("done") or ())
+        self.replay = ReplaySource(replay.get("from") or self.replay.source, replay.get("done") or (), self.storage.run_dir)
         if state.get("search"):
             self.search.load_state_dict(state["search"])  # closes the open segment's trial as FAIL
         self.storage.write_recipe(self.recipe.to_dict())
