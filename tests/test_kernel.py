@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hotcb import HotKernel
-from hotcb.actuators import ApplyResult, ValidationResult, mutable_state, optimizer_actuators
+from hotcb.actuators import ApplyResult, ValidationResult, loss_actuators, mutable_state, optimizer_actuators
 from hotcb.config_errors import ConfigError
 from hotcb.channel import COMMANDS_FILE, Command, send
 from hotcb.kernel import APPLIED_FILE
@@ -353,3 +353,13 @@ def test_live_set_that_would_break_every_later_proposal_is_rejected(tmp_path, ar
     kernel.apply({"step": 1}, ["train_batch_end"])
     (record,) = _ledger(tmp_path)
     assert (record["status"], record["reason"]) == ("rejected", reason)
+
+
+def test_a_loss_weight_cannot_be_scaled_to_overflow(tmp_path):
+    weights = {"aux": 0.5}
+    kernel = HotKernel(run_dir=tmp_path, mutable_state=mutable_state(loss_actuators(weights)))
+    send(tmp_path, Command("loss", "scale", {"aux": 1e308}))
+    kernel.apply({"step": 1}, ["train_batch_end"])
+    (record,) = _ledger(tmp_path)
+    assert (record["status"], record["reason"]) == ("rejected", "loss.aux: 5e+307 is above the hard limit <= 1000000.0")
+    assert weights == {"aux": 0.5}

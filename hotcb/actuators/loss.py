@@ -27,10 +27,11 @@ class LossWeightActuator(HotcbActuator):
 
 
 def loss_actuators(weights: MutableMapping, *, prefix: str = "loss") -> list[LossWeightActuator]:
-    """One actuator per key; weights stay >= 0."""
+    """One actuator per key; weights stay in [0, 1e6] (a weight near the float limit overflows
+    the loss, and the model's weights with it, for good)."""
     return [
         LossWeightActuator(
-            name=f"{prefix}.{key}", kind=ParamKind.FLOAT, limits=Limits(0.0), weights=weights, key=str(key)
+            name=f"{prefix}.{key}", kind=ParamKind.FLOAT, limits=Limits(0.0, 1e6), weights=weights, key=str(key)
         )
         for key in weights
     ]
