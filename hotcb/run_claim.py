@@ -21,7 +21,8 @@ from hotcb.ledger import write_json_atomic
 OWNER_FILE = "hotcb.owner.json"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,7 +40,7 @@ def claim(run_dir: Path) -> None:
         pid, host = int(owner["pid"]), str(owner["host"])
     except (OSError, ValueError, KeyError, TypeError):
         owner = None  # no claim, or not one we can read: take it
-    if owner is not None and pid != os.getpid() and host == socket.gethostname() and _alive(pid):
+    if owner is not None and pid != os.getpid() and host == socket.gethostname() and process_alive(pid):
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
         raise ConfigError([f"run_dir: {run_dir} is in use by another job (pid {pid}, since {since}); give each job "
                            f"its own run directory (hotcb.run_dir), or stop that job first"], "hotcb")

@@ -182,3 +182,24 @@ def test_state_rollback_restores_the_amp_grad_scaler(tmp_path):
     assert scaler.state_dict() != before
     training_state.restore(snap, env)
     assert scaler.state_dict() == before
+
+
+def test_snapshots_of_a_dead_process_are_deleted_at_the_next_capture(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    orphan = tmp_path / f"hotcb-snapshot-{host}-{int(dead.stdout)}-0000abcd.pt"
+    live = tmp_path / f"hotcb-snapshot-{host}-{os.getpid()}-0000dcba.pt"
+    elsewhere = tmp_path / f"hotcb-snapshot-otherhost-{int(dead.stdout)}-00001234.pt"
+    for path in (orphan, live, elsewhere):
+        path.write_bytes(b"x")
+    model = torch.nn.Linear(2, 1)
+    snapshot = training_state.capture({"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}, tmp_path)
+    assert not orphan.exists() and live.exists() and elsewhere.exists()
+    assert snapshot.path.name.startswith(f"hotcb-snapshot-{host}-{os.getpid()}-")
+    snapshot.discard()
+    assert not snapshot.path.exists()

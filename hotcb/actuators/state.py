@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,21 @@ def snapshot_dir_problem(snapshot_dir: str | os.PathLike | None) -> str:
     return ""
 
 
+_SNAPSHOT_PREFIX = "hotcb-snapshot-"
+
+
+def _remove_orphans(directory: Path) -> None:
+    """Delete snapshots left by processes of this host that died mid-segment (each is a full
+    copy of model and optimizer); a live process's, or another host's, are left alone."""
+    from hotcb.run_claim import process_alive
+
+    host = socket.gethostname()
+    for path in directory.glob(f"{_SNAPSHOT_PREFIX}{host}-*.pt"):
+        pid = path.name[len(_SNAPSHOT_PREFIX) + len(host) + 1:].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
 def capture(env: dict, snapshot_dir: str | os.PathLike | None = None) -> TrainingSnapshot:
     """Capture model, optimizers, schedulers, grad scaler and RNG state from ``env``."""
     models = _objects(env, "model", "models")
@@ -144,7 +160,8 @@ def capture(env: dict, snapshot_dir: str | os.PathLike | None = None) -> Trainin
 
         directory = Path(snapshot_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"hotcb-snapshot-{uuid.uuid4().hex[:8]}.pt"
+        _remove_orphans(directory)
+        path = directory / f"{_SNAPSHOT_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.pt"
         torch.save(parts, path)
         snapshot = TrainingSnapshot(None, path=path, nbytes=nbytes, counts=counts)
     snapshot.observer = env.get("state_observer")
