@@ -57,7 +57,10 @@ def _compose(conf: Path, overrides: list[str]):
 def test_option_composes_validates_and_instantiates(group, option, app_dir, tmp_path):
     overrides = [f"{group}={option}"]
     if (group, option) == ("tune", "replay"):
-        (tmp_path / "hotcb.tune.mutations.jsonl").touch()  # replay refuses a directory that is not a tuned run
+        # replay refuses a directory that is not a tuned run, or one that kept no mutation
+        (tmp_path / "hotcb.tune.mutations.jsonl").write_text(
+            '{"id": "m0001", "status": "applied", "step": 1, "actuator": "opt.lr", "patch": {"mult": 1.5}}\n'
+            '{"id": "m0001", "status": "accepted", "step": 2}\n')
         overrides.append(f"hotcb.tune.replay_from={tmp_path}")
     cfg, config = _compose(app_dir, overrides)
     assert cfg.hydra.runtime.choices[group] == option
