@@ -229,9 +229,9 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     """Compose like the job would (the app's config dir, or hotcb's entry option alone), validate."""
     from hydra import compose, initialize_config_dir, initialize_config_module
 
+    from hotcb.config_errors import ConfigError
     from hotcb.config_origin import ConfigOrigin
     from hotcb.modules.tune.recipe import load_recipe
-    from hotcb.config_errors import ConfigError
     from hotcb.schema import validate_config, validate_hotcb
 
     if args.recipe:

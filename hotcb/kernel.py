@@ -22,10 +22,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hotcb import run_claim
 from hotcb.actuators.base import BaseActuator
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.channel import APPLIED_FILE, Command, CommandReader, MalformedCommand
-from hotcb import run_claim
 from hotcb.distributed import ProcessGroup, Recorder, Replayer, launcher_rank, torch_process_group
 from hotcb.freeze import FreezeMode
 from hotcb.ledger import append_jsonl, dumps

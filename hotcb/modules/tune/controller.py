@@ -23,12 +23,12 @@ from hotcb.actuators import state as training_state
 from hotcb.actuators.base import ActuatorState
 from hotcb.actuators.mutable_state import MutableState
 from hotcb.config_errors import ConfigError
-from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
-from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
 from hotcb.modules.tune import safety
-from hotcb.modules.tune.replay import ReplaySource
-from hotcb.modules.tune.search import Proposal, make_search
+from hotcb.modules.tune.evaluator import Point, SegmentEvaluator, Verdict, instability_penalty
 from hotcb.modules.tune.recipe import startup_problems
+from hotcb.modules.tune.replay import ReplaySource
+from hotcb.modules.tune.schemas import Family, TuneRecipe, set_dotted
+from hotcb.modules.tune.search import Proposal, make_search
 from hotcb.modules.tune.storage import TuneStorage, read_mutations
 
 log = logging.getLogger(__name__)
