@@ -155,7 +155,7 @@ def misplaced_options(cfg: Any) -> list[str]:
     for item in defaults:
         group = (item.config_path or "").split("/", 1)[0]
         expected = GROUP_PACKAGES.get(group)
-        if item.override_key == group and expected and item.package != expected:
+        if item.override_key == group and expected and item.package == group:  # no `# @package` line read
             problems.append(
                 f"{_label(item)} → {item.package}: Hydra put this option at the top-level key "
                 f"'{item.package}', outside hotcb, so the run would not use it; make "

@@ -264,7 +264,7 @@ class HotKernel:
             self.freeze = FreezeMode.parse(command.args.get("mode"))
             return f"freeze={self.freeze.value}"
         if command.module == "tune":
-            return self.tune.handle(command.op, command.args)
+            return self.tune.handle(command.op, command.args, env)
         if command.module in ("opt", "loss"):
             from hotcb.modules.manual import handle_manual
 

@@ -36,3 +36,23 @@ def test_named_as_a_target_component_in_the_app_config(tmp_path):
 
     run(cfg, task)
     assert seen == {"actuator": "DropoutActuator", "family": "dropout"}
+
+
+def test_a_live_range_is_checked_against_the_knob_read_at_the_safe_point(tmp_path):
+    """The dropout knob is read from the safe point's model: a range holding it is applied,
+    one excluding it is rejected."""
+    import torch
+
+    from hotcb import HotKernel
+    from hotcb.channel import Command, send
+
+    kernel = HotKernel(tmp_path, recipe=custom_actuator.RECIPE, tune_mode="active")
+    kernel.register_actuator("dropout", custom_actuator.DropoutActuator(name="dropout"))
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.6))
+    family = "actuators.model.mutations.dropout.range"
+    send(tmp_path, Command("tune", "set", {family: [0.0, 0.9]}))
+    send(tmp_path, Command("tune", "set", {family: [0.0, 0.5]}))
+    kernel.apply({"step": 1, "model": model}, ["train_batch_end"])
+    applied, rejected = read_jsonl(tmp_path / "hotcb.applied.jsonl")
+    assert applied["status"] == "applied"
+    assert rejected["status"] == "rejected" and "excludes dropout's current value 0.6" in rejected["reason"]

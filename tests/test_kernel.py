@@ -340,11 +340,13 @@ def test_one_job_per_run_directory(tmp_path):
 
 @pytest.mark.parametrize("args, reason", [
     ({"actuators.opt.mutations.lr_mult.mode": "set"},
-     "actuators.opt.lr_mult.mode: mult -> set would change the scale its study searches on; set it in the recipe of the next run"),
+     "family opt.lr_mult: mode mult -> set would change the scale its study searches on; set it in the recipe of the next run"),
+    ({"actuators.opt.mutations.lr_mult.enabled": False, "actuators.opt.mutations.lr_mult.mode": "set"},
+     "family opt.lr_mult: mode mult -> set would change the scale its study searches on; set it in the recipe of the next run"),
     ({"actuators.opt.mutations.lr_mult.range": [1e-6, 1e-3]},
-     "actuators.opt.lr_mult.range: opt.lr is 0.1 now, outside [1e-06, 0.001], so every proposal would fail; "
-     "move it first (hotcb opt set / loss set), then set the range"),
-])
+     "family opt.lr_mult: range [1e-06, 0.001] excludes opt.lr's current value 0.1, so every proposal would fail; "
+     "move the knob first (hotcb opt set / loss set), then set the range"),
+], ids=["mode", "mode-of-a-disabled-family", "range"])
 def test_live_set_that_would_break_every_later_proposal_is_rejected(tmp_path, args, reason):
     recipe = {"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [0.5, 2.0]}}}},
               "search": {"algorithm": "random", "seed": 0, "storage": "memory"}}

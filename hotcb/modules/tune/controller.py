@@ -530,7 +530,7 @@ class HotTuneController:
                 self._log_mutation(record, "failed", reason=result.detail)
 
     # -- commands ---------------------------------------------------------------------------
-    def handle(self, op: str, args: dict) -> str:
+    def handle(self, op: str, args: dict, env: Optional[dict] = None) -> str:
         """Apply a live ``tune`` command; raises CommandRejected with the reason."""
         accepted = {"enable": {"mode", "from"}, "disable": set()}.get(op)
         unknown = sorted(set(args) - accepted) if accepted is not None else []
@@ -564,10 +564,10 @@ class HotTuneController:
             self.write_summary()
             return "mode=off" + (f"; {cancelled}" if cancelled else "")
         if op == "set":
-            return self._set(args)
+            return self._set(args, env or {})
         raise CommandRejected(f"unknown tune command {op!r}; accepted: enable, disable, set")
 
-    def _set(self, args: dict) -> str:
+    def _set(self, args: dict, env: dict) -> str:
         if not args:
             raise CommandRejected("tune set needs at least one KEY=VALUE")
         data = self.recipe.to_dict()
@@ -585,31 +585,35 @@ class HotTuneController:
         problem = training_state.snapshot_dir_problem(recipe.acceptance.snapshot_dir)
         if problem and recipe.acceptance.snapshot_dir != self.recipe.acceptance.snapshot_dir:
             raise CommandRejected(f"acceptance.snapshot_dir: {problem}")
-        self._check_live_families(recipe)
+        self._check_live_families(recipe, env)
         self.recipe = recipe
         self.evaluator.acceptance, self.evaluator.objective = recipe.acceptance, recipe.objective
         self.storage.write_recipe(recipe.to_dict())
         self.write_summary()
         return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
-    def _check_live_families(self, recipe: TuneRecipe) -> None:
-        """What a live ``tune set`` may not do to a family: switch its scale (its study's trials
-        are on one scale), or set a ``range`` its knob already lies outside (every proposal
-        would fail)."""
-        before = self.families()
-        for family in recipe.families():
+    def _check_live_families(self, recipe: TuneRecipe, env: dict) -> None:
+        """What a live ``tune set`` may not do to a family, enabled or not: switch its scale (its
+        study's trials are on one scale), or set a ``range`` its knob already lies outside
+        (every proposal would fail)."""
+        before = {f.name: f for f in self.recipe.families(include_disabled=True)}
+        for family in recipe.families(include_disabled=True):
             old = before.get(family.name)
             if old is not None and old.mode != family.mode:
-                raise CommandRejected(f"actuators.{family.name}.mode: {old.mode} -> {family.mode} would change the scale "
+                raise CommandRejected(f"family {family.name}: mode {old.mode} -> {family.mode} would change the scale "
                                       "its study searches on; set it in the recipe of the next run")
             actuator = self.mutable_state.get(family.actuator)
             if family.spec.range is None or actuator is None or family.spec.range == (old and old.spec.range):
                 continue
+            try:
+                values = safety.origin_of(family, actuator, env)
+            except Exception:  # noqa: BLE001 - a knob that cannot be read here is checked at its proposals
+                continue
             lo, hi = family.spec.range
-            outside = [v for v in safety.origin_of(family, actuator, {}) if not lo <= v <= hi]
+            outside = [v for v in values if not lo <= v <= hi]
             if outside:
-                raise CommandRejected(f"actuators.{family.name}.range: {family.actuator} is {outside[0]:g} now, outside "
-                                      f"[{lo:g}, {hi:g}], so every proposal would fail; move it first "
+                raise CommandRejected(f"family {family.name}: range [{lo:g}, {hi:g}] excludes {family.actuator}'s current "
+                                      f"value {outside[0]:g}, so every proposal would fail; move the knob first "
                                       f"(hotcb opt set / loss set), then set the range")
 
     def on_manual_change(self, actuators: list[str]) -> str:

@@ -205,14 +205,14 @@ class TuneRecipe(_Strict):
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", exclude_none=True)
 
-    def families(self) -> list[Family]:
-        """Every enabled mutation family, in recipe order."""
+    def families(self, *, include_disabled: bool = False) -> list[Family]:
+        """Every enabled mutation family (or every one), in recipe order."""
         out = []
         for group_name, group in self.actuators.items():
-            if not group.enabled:
+            if not (group.enabled or include_disabled):
                 continue
             for name, spec in {**group.mutations, **group.keys}.items():
-                if spec.enabled:
+                if spec.enabled or include_disabled:
                     out.append(_resolve(group_name, name, spec, is_key=name in group.keys))
         return out
 
