@@ -184,3 +184,11 @@ def test_damaged_record_files_are_named_in_one_line(tmp_path):
         proc = hotcb_cli(*args)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith(f"hotcb: error: {damaged} is not valid JSON (")
+
+
+def test_recipe_file_may_use_yaml_merge_keys(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("actuators:\n  opt:\n    mutations:\n      lr_mult: &lr {bounds: [0.5, 2.0], cooldown: 1}\n"
+                    "      wd_mult: {<<: *lr, cooldown: 2}\n")
+    proc = hotcb_cli("config", "validate", "--recipe", str(path))
+    assert proc.returncode == 0, proc.stderr

@@ -223,3 +223,13 @@ def test_an_option_found_through_hydra_searchpath_is_checked_too(tmp_path):
     assert bad.stderr.strip().splitlines()[-1] == (
         "  recipe=nohdr → recipe: Hydra put this option at the top-level key 'recipe', outside hotcb, so the run "
         "would not use it; make '# @package hotcb.recipe' the first line of recipe/nohdr.yaml")
+
+
+def test_a_global_package_option_beside_an_app_key_of_the_same_name_is_valid(tmp_path):
+    """Only a file whose header was not read lands at the group's key: `_global_` is a choice."""
+    conf = make_app(tmp_path, {"recipe/glob.yaml": "# @package _global_\nhotcb:\n  recipe:\n    acceptance: {epsilon: 0.01}\n"})
+    (conf / "app.yaml").write_text(APP + "adapter: {rank: 8}\nsearch: {beam: 4}\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("app", overrides=["recipe=glob"], return_hydra_config=True)
+        config = validate_hotcb(cfg, ConfigOrigin.from_hydra(cfg.hydra))
+    assert config.recipe.acceptance.epsilon == 0.01
