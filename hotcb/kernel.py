@@ -105,7 +105,11 @@ class HotKernel:
         self._tune_args = dict(mode=mode, sampler_factory=sampler_factory, replay_from=replay_from)
         self._tune: Any = None
         if mode != "off":
-            self.tune  # noqa: B018 - build eagerly so config errors surface before training
+            try:
+                self.tune  # noqa: B018 - build eagerly so config errors surface before training
+            except BaseException:
+                run_claim.release(self.run_dir)  # refused before training: the directory is free again
+                raise
 
     # -- modules ----------------------------------------------------------------------------
     @property

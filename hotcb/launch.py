@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from hotcb.config_errors import ConfigError
+from hotcb.run_claim import RunDirInUse
 from hotcb.schema import HotcbConfig, validate_hotcb
 
 log = logging.getLogger("hotcb")
@@ -179,7 +180,7 @@ def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
         finally:
             hot.kernel.close()  # flushes the summary and fails open trials, whatever happened
     except BaseException as exc:
-        if writer:
+        if writer and not isinstance(exc, RunDirInUse):  # the directory is another job's record
             write_json_atomic(run_dir / JOB_FILE, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         log.error("hotcb: job failed; its files are in %s", run_dir)
         raise

@@ -2,8 +2,9 @@
 
 Hydra composes; :func:`validate_hotcb` resolves the result and validates it with this model
 (``extra="forbid"``) before any model or data is built, and the launcher instantiates only
-from the validated data. Every problem is reported at once, one line each, naming the option
-that set the value (see :mod:`hotcb.config_origin`).
+from the validated data. Every problem is reported at once (but an interpolation that does not
+resolve, which stops the resolution), one line each, naming the option that set the value
+(see :mod:`hotcb.config_origin`).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def run_problems(config: HotcbConfig) -> list[tuple[str, str]]:
         from hotcb.modules.tune.replay import ReplaySource
 
         try:
-            ReplaySource(config.tune.replay_from).load()
+            ReplaySource(config.tune.replay_from, run_dir=config.run_dir).load()
         except ValueError as exc:
             return [("tune.replay_from", str(exc))]
     if config.tune.mode not in ("active", "suggest"):

@@ -302,8 +302,7 @@ def test_snapshot_dir_problems_fail_a_proposal_or_a_command_not_the_tuner(tmp_pa
         _kernel(tmp_path / "a", recipe={**recipe, "acceptance": {**recipe["acceptance"], "snapshot_dir": "/proc/nope"}},
                 tune_mode="active")
     kernel, opt = _kernel(tmp_path / "b", recipe=recipe, tune_mode="active")
-    snapshots.rmdir()
-    snapshots.write_text("a file where the directory was")
+    snapshots.write_text("a file where the directory would go")
     model = torch.nn.Linear(2, 1)
     for step in (1, 2, 3):
         kernel.apply({"step": step, "model": model, "optimizer": opt,
@@ -365,3 +364,57 @@ def test_a_loss_weight_cannot_be_scaled_to_overflow(tmp_path):
     (record,) = _ledger(tmp_path)
     assert (record["status"], record["reason"]) == ("rejected", "loss.aux: 5e+307 is above the hard limit <= 1000000.0")
     assert weights == {"aux": 0.5}
+
+
+def test_a_claim_whose_pid_now_belongs_to_a_later_process_is_void(tmp_path):
+    """After a reboot or a container restart the crashed job's pid may run something else."""
+    import json
+    import socket
+    import subprocess
+    import time
+
+    later = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "hotcb.owner.json").write_text(json.dumps(
+            {"pid": later.pid, "host": socket.gethostname(), "since": time.time() - 3600}))
+        HotKernel(tmp_path).close()  # taken over, not refused
+    finally:
+        later.kill()
+        later.wait()
+
+
+def test_a_refused_job_leaves_the_directory_as_it_was(tmp_path):
+    """Refused for replaying its own directory: no claim is left behind."""
+    from hotcb.modules.tune.storage import MUTATIONS_FILE
+
+    (tmp_path / MUTATIONS_FILE).write_text('{"id": "m0001", "status": "applied", "step": 1, "actuator": "opt.lr", '
+                                           '"patch": {"mult": 2.0}}\n{"id": "m0001", "status": "accepted", "step": 2}\n')
+    with pytest.raises(ConfigError, match="is this run's own directory"):
+        HotKernel(tmp_path, tune_mode="replay", replay_from=str(tmp_path))
+    assert not (tmp_path / "hotcb.owner.json").exists()
+
+
+def _spawned_worker(run_dir: str, barrier, results) -> None:
+    try:
+        kernel = HotKernel(run_dir)  # before any rank is known, as an mp.spawn worker would
+        barrier.wait(timeout=60)
+        results.put("ok")
+        barrier.wait(timeout=60)
+        kernel.close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+        barrier.abort()
+
+
+def test_workers_spawned_by_one_parent_are_one_job(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=_spawned_worker, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    assert outcomes == ["ok", "ok"]

@@ -192,14 +192,15 @@ def test_snapshots_of_a_dead_process_are_deleted_at_the_next_capture(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = socket.gethostname()
-    orphan = tmp_path / f"hotcb-snapshot-{host}-{int(dead.stdout)}-0000abcd.pt"
-    live = tmp_path / f"hotcb-snapshot-{host}-{os.getpid()}-0000dcba.pt"
-    elsewhere = tmp_path / f"hotcb-snapshot-otherhost-{int(dead.stdout)}-00001234.pt"
-    for path in (orphan, live, elsewhere):
+    orphan = tmp_path / f"hotcb-snapshot-{int(dead.stdout)}@{host}-0000abcd.pt"
+    live = tmp_path / f"hotcb-snapshot-{os.getpid()}@{host}-0000dcba.pt"
+    elsewhere = tmp_path / f"hotcb-snapshot-{int(dead.stdout)}@otherhost-00001234.pt"
+    longer = tmp_path / f"hotcb-snapshot-{int(dead.stdout)}@{host}-7-00005678.pt"  # host "HOST-7"
+    for path in (orphan, live, elsewhere, longer):
         path.write_bytes(b"x")
     model = torch.nn.Linear(2, 1)
     snapshot = training_state.capture({"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}, tmp_path)
-    assert not orphan.exists() and live.exists() and elsewhere.exists()
-    assert snapshot.path.name.startswith(f"hotcb-snapshot-{host}-{os.getpid()}-")
+    assert not orphan.exists() and live.exists() and elsewhere.exists() and longer.exists()
+    assert snapshot.path.name.startswith(f"hotcb-snapshot-{os.getpid()}@{host}-")
     snapshot.discard()
     assert not snapshot.path.exists()

@@ -110,17 +110,24 @@ def _nbytes(obj: Any) -> int:
 
 
 def snapshot_dir_problem(snapshot_dir: str | os.PathLike | None) -> str:
-    """Why snapshots cannot be written to ``snapshot_dir`` (made if missing), or ""."""
+    """Why snapshots could not be written to ``snapshot_dir`` (made at the first capture if
+    missing), or "". Folders it makes to find out are removed again: validating leaves no trace."""
     if snapshot_dir is None:
         return ""
-    directory = Path(snapshot_dir)
+    directory = Path(snapshot_dir).absolute()
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        writable = os.access(directory, os.W_OK | os.X_OK)
     except OSError as exc:
         return f"cannot create snapshot directory {directory}: {exc.strerror or exc}"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"snapshot directory {directory} is not writable"
-    return ""
+    finally:
+        for made in missing:  # deepest first
+            try:
+                made.rmdir()
+            except OSError:
+                break
+    return "" if writable else f"snapshot directory {directory} is not writable"
 
 
 _SNAPSHOT_PREFIX = "hotcb-snapshot-"
@@ -132,9 +139,9 @@ def _remove_orphans(directory: Path) -> None:
     from hotcb.run_claim import process_alive
 
     host = socket.gethostname()
-    for path in directory.glob(f"{_SNAPSHOT_PREFIX}{host}-*.pt"):
-        pid = path.name[len(_SNAPSHOT_PREFIX) + len(host) + 1:].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
+    for path in directory.glob(f"{_SNAPSHOT_PREFIX}*@*.pt"):
+        pid, _, rest = path.name[len(_SNAPSHOT_PREFIX):].partition("@")
+        if rest.rsplit("-", 1)[0] == host and pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
 
 
@@ -161,7 +168,7 @@ def capture(env: dict, snapshot_dir: str | os.PathLike | None = None) -> Trainin
         directory = Path(snapshot_dir)
         directory.mkdir(parents=True, exist_ok=True)
         _remove_orphans(directory)
-        path = directory / f"{_SNAPSHOT_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.pt"
+        path = directory / f"{_SNAPSHOT_PREFIX}{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:8]}.pt"
         torch.save(parts, path)
         snapshot = TrainingSnapshot(None, path=path, nbytes=nbytes, counts=counts)
     snapshot.observer = env.get("state_observer")
