@@ -53,7 +53,10 @@ def send(run_dir: str | os.PathLike, command: Command) -> Command:
 
     path = Path(run_dir) / COMMANDS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=30):
+    lock = str(path) + ".lock"
+    # A directory where the lock file cannot be made fails here at once, not after the timeout.
+    os.close(os.open(lock, os.O_CREAT | os.O_RDWR, 0o644))
+    with FileLock(lock, timeout=30):
         with open(path, "a+b") as fh:
             # A line left unterminated (a hand edit, a writer killed mid-line) would swallow this
             # command: end it first, so it is rejected on its own and this one still applies.

@@ -50,6 +50,8 @@ def test_wait_without_a_job_times_out_with_a_hint(tmp_path):
         (["--dir", "/proc/self", "tune", "status"], "hotcb: error: /proc/self has no tune summary yet (tuning never "
                                                     "enabled, or the job has not reached a safe point)"),
         (["--dir", "/sys/kernel", "tune", "disable"], "hotcb: error: Permission denied: /sys/kernel/hotcb.commands.jsonl.lock"),
+        (["--dir", "/proc/self", "opt", "set", "lr=0.01"],  # at once, not after the lock's 30 s timeout
+         "hotcb: error: No such file or directory: /proc/self/hotcb.commands.jsonl.lock"),
         (["--dir", ".", "opt", "set", "lr=1" + "0" * 5000], "hotcb: error: cannot read 1" + "0" * 39 + "...: Exceeds the "
          "limit (4300 digits) for integer string conversion: value has 5001 digits; use sys.set_int_max_str_digits() to increase the limit"),
     ],
