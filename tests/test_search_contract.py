@@ -100,3 +100,23 @@ def test_missing_sampler_modules_are_refused_before_training(tmp_path, monkeypat
         return
     with pytest.raises(ConfigError, match=f"search: .*{_expected_sampler(option)} needs {needs[0]}"):
         run_loop(tmp_path, recipe(**_spec(option, storage="memory")), epochs=1)
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_proposals_made_inside_the_trainers_inference_mode(tmp_path, option):
+    """Lightning and HF decide inside validation, under torch.inference_mode (or no_grad):
+    every sampler must propose there too (the GP sampler fits its kernel with autograd)."""
+    import torch
+
+    from hotcb import HotKernel
+    from hotcb.actuators import mutable_state, optimizer_actuators
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    tune_recipe = recipe(**_spec(option, storage="memory", startup_trials=2))
+    kernel = HotKernel(tmp_path, recipe=tune_recipe, tune_mode="active",
+                       mutable_state=mutable_state(optimizer_actuators(optimizer)))
+    for step in range(1, 9):
+        with torch.inference_mode() if step % 2 else torch.no_grad():
+            kernel.apply({"step": step, "max_steps": 100,
+                          "metric": lambda n, d=None, s=step: 1.0 / s if n == "val/loss" else d}, ["val_epoch_end"])
+    assert not kernel.disabled and kernel.tune.counts["applied"] >= 3, kernel.disabled

@@ -20,10 +20,12 @@ kernel logs an install hint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -43,6 +45,19 @@ class Proposal:
     value: float
     study: str
     trial: Optional[int] = None
+
+
+def _autograd_on():
+    """Decisions run inside the trainer's validation, under ``torch.no_grad`` or
+    ``torch.inference_mode``; Optuna's GP sampler fits its kernel with autograd, so the sampler
+    gets autograd back while it asks."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    return stack
 
 
 def study_name(family: Family, phase: str, phase_conditioned: bool) -> str:
@@ -246,7 +261,8 @@ class OptunaSearch:
             study = self.study(family, phase)
             if fixed is not None:
                 study.enqueue_trial({PARAM: fixed}, skip_if_exists=False)
-            trial = study.ask({PARAM: distribution(family)})
+            with _autograd_on():
+                trial = study.ask({PARAM: distribution(family)})
             self._open[(study.study_name, trial.number)] = study
             return Proposal(family.name, float(trial.params[PARAM]), study.study_name, trial.number)
 
