@@ -143,8 +143,10 @@ def cmd_tune_status(args: argparse.Namespace) -> int:
     print(f"run: {run_dir}")
     if isinstance(summary.get("updated"), (int, float)):
         age = time.time() - summary["updated"]
-        stale = " (no safe point since: is the job still running?)" if age > 600 else ""
+        stale = " (no safe point since: is the job still running?)" if age > 600 and not summary.get("ended") else ""
         print(f"updated: {age:.0f} s ago{stale}")
+    if summary.get("ended"):
+        print("ended: the job has finished; this is its final summary")
     state = summary["mode"] + (f", PAUSED: {summary['pause_reason']}" if summary.get("paused") else "")
     print(f"mode: {state}")
     if summary.get("waiting_for"):

@@ -72,6 +72,7 @@ def test_status_and_export_from_a_finished_run(tmp_path, seed_recipe_text):
     status = hotcb_cli("--dir", str(tmp_path), "tune", "status")
     assert status.returncode == 0
     assert "mode: observe" in status.stdout and "decisions=3 " in status.stdout
+    assert "ended: the job has finished; this is its final summary" in status.stdout
     raw = json.loads(hotcb_cli("--dir", str(tmp_path), "tune", "status", "--json").stdout)
     assert raw["decisions"] == 3
 

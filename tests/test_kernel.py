@@ -418,3 +418,20 @@ def test_workers_spawned_by_one_parent_are_one_job(tmp_path):
     for w in workers:
         w.join(timeout=60)
     assert outcomes == ["ok", "ok"]
+
+
+def test_a_multiplier_family_on_a_zero_knob_is_skipped_and_said(tmp_path, caplog):
+    """Adam's weight decay defaults to 0: lr_wd's wd_mult cannot move it, so only lr is tuned."""
+    recipe = {"actuators": {"opt": {"mutations": {"lr_mult": {"bounds": [0.5, 2.0]}, "wd_mult": {"bounds": [0.5, 2.0]}}}},
+              "search": {"algorithm": "random", "seed": 0, "storage": "memory"}, "acceptance": {"baseline": "pre"}}
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    kernel = HotKernel(run_dir=tmp_path, mutable_state=mutable_state(optimizer_actuators(opt)), recipe=recipe,
+                       tune_mode="active")
+    for step in range(1, 12):
+        kernel.apply({"step": step, "metric": lambda n, d=None, s=step: 1.0 / s if n == "val/loss" else d}, ["val_epoch_end"])
+    tried = {f for f, s in kernel.tune.family_stats.items() if s.tried}
+    assert tried == {"opt.lr_mult"}
+    problem = ("family opt.wd_mult: opt.weight_decay is 0, which a multiplier cannot move; it is skipped "
+               "(to tune it from 0, give the family mode: set and absolute bounds)")
+    assert kernel.tune.summary()["errors"] == [problem] and caplog.text.count(problem) == 1

@@ -133,6 +133,7 @@ class HotTuneController:
         self.errors: list[str] = []
         self.replay = ReplaySource(replay_from, run_dir=run_dir)
         self._pending_cancel: Optional[dict] = None
+        self.ended = False
         self._warned: set[str] = set()
         self._warned_state = False
         if self.mode is TuneMode.REPLAY and replay_from:
@@ -268,7 +269,7 @@ class HotTuneController:
             return "collecting the unmutated trajectory for the baseline"
         return ""
 
-    def _eligible(self) -> list[Family]:
+    def _eligible(self, env: dict) -> list[Family]:
         out = []
         for family in self.recipe.families():
             actuator = self.mutable_state.get(family.actuator)
@@ -277,12 +278,31 @@ class HotTuneController:
                 continue
             if getattr(actuator, "state", None) is ActuatorState.DISABLED:
                 continue
+            if family.mode == "mult" and self._stuck_at_zero(family, actuator, env):
+                continue
             if self.decisions < self._stats(family.name).cooldown_until:
                 continue
             if family.spec.risk == "medium" and self.reject_streak:
                 continue  # medium-risk knobs move only after a clean (accepted) decision
             out.append(family)
         return sorted(out, key=lambda f: self._stats(f.name).last_decision)
+
+    def _stuck_at_zero(self, family: Family, actuator: Any, env: dict) -> bool:
+        """A multiplier cannot move a knob that is 0 (Adam's default weight decay): trying would
+        score noise as a win or a loss. Skipped, and said once."""
+        try:
+            values = safety.origin_of(family, actuator, env)
+        except Exception:  # noqa: BLE001 - unreadable here: its proposal will say why
+            return False
+        if not values or any(v != 0 for v in values):
+            return False
+        problem = (f"family {family.name}: {family.actuator} is 0, which a multiplier cannot move; it is skipped "
+                   f"(to tune it from 0, give the family mode: set and absolute bounds)")
+        if problem not in self._warned:
+            self._warned.add(problem)
+            self.errors.append(problem)
+            log.warning("hotcb tune: %s", problem)
+        return True
 
     def _warn_no_actuator(self, family: Family) -> None:
         """A family whose knob this run lacks (a misspelt ``lr_mul``, ``loss`` keys without loss
@@ -309,7 +329,7 @@ class HotTuneController:
             self._last_was_mutation = False
             self.segment = Segment(f"s{self.decisions:05d}c", step, start, metrics, phase, control=True)
             return
-        eligible = self._eligible()
+        eligible = self._eligible(env)
         if not eligible:
             return
         family = eligible[0]
@@ -650,7 +670,8 @@ class HotTuneController:
             "mode": self.mode.value,
             "paused": bool(self.paused_reason),
             "pause_reason": self.paused_reason,
-            "waiting_for": self.why_not_propose() if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST) else "",
+            "ended": self.ended,
+            "waiting_for": self.why_not_propose() if self.mode in (TuneMode.ACTIVE, TuneMode.SUGGEST) and not self.ended else "",
             "decisions": self.decisions,
             **self.counts,
             "accept_rate": self.counts["accepted"] / evaluated if evaluated else None,
@@ -673,6 +694,7 @@ class HotTuneController:
             log.warning("hotcb tune: could not write summary: %s", exc)
 
     def close(self, env: dict | None = None) -> None:
+        self.ended = True  # the summary written now is the run's last
         if self.segment is not None:
             self._cancel_segment("run ended before the segment's horizon")
         if self._search is not None:
