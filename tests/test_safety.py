@@ -86,9 +86,9 @@ def test_medium_risk_families_wait_for_a_clean_decision(tmp_path):
 
     tune = loop.kernel.tune
     tune.reject_streak = 1
-    assert all(f.name != "opt.wd" for f in tune._eligible())
+    assert all(f.name != "opt.wd" for f in tune._eligible({}))
     tune.reject_streak = 0
-    assert any(f.name == "opt.wd" for f in tune._eligible())
+    assert any(f.name == "opt.wd" for f in tune._eligible({}))
 
 
 def test_reject_streak_pauses_and_tune_enable_resumes(tmp_path):
