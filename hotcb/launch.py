@@ -150,10 +150,9 @@ def build(config: HotcbConfig, run_dir: str | os.PathLike) -> HotRun:
 
 def run(cfg: Any, task: Callable[[Any, HotRun], Any]) -> Optional[float]:
     """Validate, build, call ``task(cfg, hot)``, close; returns the task's objective as a float."""
+    from hotcb.distributed import launcher_rank
     from hotcb.ledger import write_json_atomic
     from hotcb.report import JOB_FILE, format_run_summary
-
-    from hotcb.distributed import launcher_rank
 
     hydra_dir = _hydra_output_dir()
     try:

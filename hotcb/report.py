@@ -21,10 +21,10 @@ def _fmt(value: Any) -> str:
 
 
 def format_counts(tune: dict) -> str:
-    """``proposed=13 applied=12 accepted=6 rejected=6 failed=1``, then whichever of cancelled,
-    suggested and replayed happened: the tuner's counts as the run summary and status show them."""
+    """``proposed=13 applied=12 accepted=6 rejected=6 failed=1``, then whichever of refused,
+    cancelled, suggested and replayed happened: the tuner's counts as summary and status show them."""
     always = ("proposed", "applied", "accepted", "rejected", "failed")
-    sometimes = [k for k in ("cancelled", "suggested", "replayed") if tune.get(k)]
+    sometimes = [k for k in ("refused", "cancelled", "suggested", "replayed") if tune.get(k)]
     return " ".join(f"{k}={tune.get(k, 0)}" for k in (*always, *sometimes))
 
 

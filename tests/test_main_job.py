@@ -74,7 +74,8 @@ def test_artifacts_are_consistent(main_job):
     for s in evaluated:
         assert math.isfinite(s["pre"]["val/loss"]) and math.isfinite(s["post"]["val/loss"])
         assert s["end_step"] > s["start_step"]
-    for status, key in (("applied", "applied"), ("accepted", "accepted"), ("rejected", "rejected"), ("failed", "failed")):
+    for status, key in (("applied", "applied"), ("accepted", "accepted"), ("rejected", "rejected"), ("failed", "failed"),
+                        ("refused", "refused")):
         assert summary[key] == sum(m["status"] == status for m in mutations), key
     assert summary["accepted"] == sum(s["decision"] == "accept" for s in segments)
     assert summary["rejected"] == sum(s["decision"] == "reject" for s in segments)

@@ -61,13 +61,14 @@ def test_global_and_family_cooldowns(tmp_path):
 def test_max_step_mult_and_walk_limits(tmp_path):
     loop = Loop(tmp_path, recipe({"lr_mult": {"bounds": [1.5, 2.0]}}, safety={"max_step_mult": 1.4},
                                  acceptance={"baseline": "pre"})).run(1)
-    failed = [m for m in loop.records("mutations") if m["status"] == "failed"]
-    assert failed and "max_step_mult" in failed[0]["reason"]
+    refused = [m for m in loop.records("mutations") if m["status"] == "refused"]
+    assert refused and "max_step_mult" in refused[0]["reason"]
+    assert loop.kernel.tune.counts["refused"] == len(refused) and loop.kernel.tune.counts["failed"] == 0
 
     ranged = {"lr_mult": {"bounds": [1.8, 2.0], "range": [0.01, 0.15]}}
     loop = Loop(tmp_path / "ranged", recipe(ranged, acceptance={"baseline": "pre"})).run(6)
     lrs = [m["after"][0] for m in loop.records("mutations") if m["status"] == "applied"]
-    reasons = [m["reason"] for m in loop.records("mutations") if m["status"] == "failed"]
+    reasons = [m["reason"] for m in loop.records("mutations") if m["status"] == "refused"]
     assert lrs and max(lrs) <= 0.15
     assert any("range [0.01, 0.15]" in r for r in reasons)
 
@@ -148,11 +149,11 @@ def test_a_knob_at_its_walk_limit_tries_values_inside_it(tmp_path):
                                                                              "max_global_reject_streak": 100}),
                 lr=0.01).run(12)
     mutations = loop.records("mutations")
-    refused = [m for m in mutations if m["status"] == "failed" and "max_total_mult" in m["reason"]]
+    refused = [m for m in mutations if m["status"] == "refused" and "max_total_mult" in m["reason"]]
     assert refused, "the walk limit was never reached"
     inside = [m for m in mutations if m.get("note", "").startswith("drawn inside the safety limits")]
     assert len(inside) == len(refused)
     for m in inside:
         assert m["status"] == "applied" and 0.01 / 3.0 - 1e-12 <= m["after"][0] <= 0.03 + 1e-12
-    trials = {(m["study"], m["trial"]) for m in mutations if m["status"] in ("applied", "failed")}
-    assert len(trials) == len([m for m in mutations if m["status"] in ("applied", "failed")])  # one trial each
+    trials = {(m["study"], m["trial"]) for m in mutations if m["status"] in ("applied", "refused")}
+    assert len(trials) == len([m for m in mutations if m["status"] in ("applied", "refused")])  # one trial each

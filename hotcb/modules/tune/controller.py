@@ -126,7 +126,7 @@ class HotTuneController:
         self._interval_blocker = ""  # a blocker seen since the last decision point
         self.mutation_seq = 0  # numbers mutation ids; never reused, a resume included
         self.counts = {"proposed": 0, "applied": 0, "suggested": 0, "accepted": 0, "rejected": 0, "failed": 0,
-                       "cancelled": 0, "replayed": 0}
+                       "refused": 0, "cancelled": 0, "replayed": 0}
         self.family_stats: dict[str, FamilyStats] = {}
         self.watch = safety.GradNormWatch()
         self.last_metrics: dict = {}
@@ -341,15 +341,18 @@ class HotTuneController:
         if problem:
             # The sampler asked for more than safety allows: record that, then try a value
             # inside what is allowed, so that a knob at its limit is not stuck proposing it.
-            self._fail(family, proposal, record, problem)
+            self._fail(family, proposal, record, problem, status="refused")
             inside = safety.allowed_value(self.recipe.safety, family, actuator, env, stats.origin or [], self._rng)
             if inside is None:
                 return
             proposal, record, patch = self._propose(family, phase, step, env, fixed=inside)
             problem = self._limit_problem(family, actuator, proposal, patch, env)
-        check = actuator.validate(patch, env) if not problem else None
-        if problem or not check:
-            self._fail(family, proposal, record, problem or check.reason)
+        if problem:
+            self._fail(family, proposal, record, problem, status="refused")
+            return
+        check = actuator.validate(patch, env)
+        if not check:
+            self._fail(family, proposal, record, check.reason)
             return
         if self.mode is TuneMode.SUGGEST:
             self.counts["suggested"] += 1
@@ -408,12 +411,16 @@ class HotTuneController:
             return None
         return training_state.capture(env, self.recipe.acceptance.snapshot_dir)
 
-    def _fail(self, family: Family, proposal: Proposal, record: dict, reason: str) -> None:
-        self.counts["failed"] += 1
-        self._stats(family.name).failed += 1
+    def _fail(self, family: Family, proposal: Proposal, record: dict, reason: str, status: str = "failed") -> None:
+        """Close a proposal that was not applied: ``failed`` (the actuator or a snapshot could
+        not do it) or ``refused`` (a safety limit would not let it; never applied)."""
+        self.counts[status] += 1
+        if status == "failed":
+            self._stats(family.name).failed += 1
         self.search.tell(proposal, None)
-        self._log_mutation(record, "failed", reason=reason)
-        log.warning("hotcb tune: mutation %s (%s=%s) failed: %s", record["id"], family.name, proposal.value, reason)
+        self._log_mutation(record, status, reason=reason)
+        log.log(logging.WARNING if status == "failed" else logging.INFO,
+                "hotcb tune: mutation %s (%s=%s) %s: %s", record["id"], family.name, proposal.value, status, reason)
 
     def _log_mutation(self, record: dict, status: str, **extra: Any) -> None:
         self.storage.append_mutation({**record, "status": status, **extra})
