@@ -296,23 +296,22 @@ class HotTuneController:
             return False
         if not values or any(v != 0 for v in values):
             return False
-        problem = (f"family {family.name}: {family.actuator} is 0, which a multiplier cannot move; it is skipped "
-                   f"(to tune it from 0, give the family mode: set and absolute bounds)")
+        self._report_once(f"family {family.name}: {family.actuator} is 0, which a multiplier cannot move; it is "
+                          f"skipped (to tune it from 0, give the family mode: set and absolute bounds)")
+        return True
+
+    def _report_once(self, problem: str) -> None:
+        """A recipe problem found while training: in the log and in status, once."""
         if problem not in self._warned:
             self._warned.add(problem)
             self.errors.append(problem)
             log.warning("hotcb tune: %s", problem)
-        return True
 
     def _warn_no_actuator(self, family: Family) -> None:
         """A family whose knob this run lacks (a misspelt ``lr_mul``, ``loss`` keys without loss
         weights) would be skipped forever in silence: say so once, in the log and in status."""
-        problem = (f"family {family.name}: this run has no actuator {family.actuator!r} "
-                   f"(it has: {', '.join(sorted(self.mutable_state)) or 'none'}); it is never proposed")
-        if problem not in self._warned:
-            self._warned.add(problem)
-            self.errors.append(problem)
-            log.warning("hotcb tune: %s", problem)
+        self._report_once(f"family {family.name}: this run has no actuator {family.actuator!r} "
+                          f"(it has: {', '.join(sorted(self.mutable_state)) or 'none'}); it is never proposed")
 
     def _maybe_propose(self, env: dict, step: int, metrics: dict) -> None:
         value = metrics.get(self.recipe.objective.primary)
