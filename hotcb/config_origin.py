@@ -9,7 +9,7 @@ closest defined parent of a key that is missing. Built only when an error is rep
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 _MISSING = object()
 
@@ -68,16 +68,12 @@ class ConfigOrigin:
         return ""
 
     def _override_below(self, key: str) -> str:
-        for text in reversed(self.overrides):
-            if text.split("=", 1)[0].lstrip("+~").startswith(key + "."):
-                return f"override {text}"
-        return ""
+        return self._override_where(lambda name: name.startswith(key + "."))
 
     def _interpolated_from(self, key: str) -> str:
         """`` (${seed} from override seed=zero)`` when the value at ``key`` is a plain
         interpolation: the bad value was set where the interpolated key was."""
-        raw = next((found for _, package, data in reversed(self.sources)
-                    if (found := self._raw(package, data, key)) is not _MISSING), _MISSING)
+        raw = self._source(key)[1]
         match = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
         if match is None or self._override_for(key):
             return ""
@@ -85,26 +81,31 @@ class ConfigOrigin:
         return f" ({raw} from {source})" if source else ""
 
     def _override_for(self, key: str) -> str:
+        return self._override_where(lambda name: name == key)
+
+    def _override_where(self, matches: Callable[[str], bool]) -> str:
+        """The last command-line override whose key ``matches``, as a label, or ""."""
         for text in reversed(self.overrides):
-            name = text.split("=", 1)[0].lstrip("+~")
-            if name == key:
+            if matches(text.split("=", 1)[0].lstrip("+~")):
                 return f"override {text}"
         return ""
 
     def _source_for(self, key: str) -> str:
-        for label, package, data in reversed(self.sources):
-            if self._raw(package, data, key) is not _MISSING:
-                return label
-        return ""
+        return self._source(key)[0]
 
-    @staticmethod
-    def _raw(package: str, data: dict, key: str) -> Any:
-        """The value a source with ``package`` gives ``key``, unresolved, or _MISSING."""
-        if not package:
-            return _lookup(data, key)
-        if key == package or key.startswith(package + "."):
-            return _lookup(data, key[len(package) + 1 :])
-        return _MISSING
+    def _source(self, key: str) -> tuple[str, Any]:
+        """The last config that defines ``key`` and the value it gives, unresolved; or
+        ("", _MISSING)."""
+        for label, package, data in reversed(self.sources):
+            if not package:
+                found = _lookup(data, key)
+            elif key == package or key.startswith(package + "."):
+                found = _lookup(data, key[len(package) + 1 :])
+            else:
+                continue
+            if found is not _MISSING:
+                return label, found
+        return "", _MISSING
 
 
 def _defaults_list(hydra_cfg: Any) -> tuple[list[str], list[Any]]:

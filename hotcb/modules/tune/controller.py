@@ -4,9 +4,9 @@ Decisions happen at ``val_epoch_end`` (Lightning, bare loops) or ``eval_end`` (H
 sanity checks (the adapter sees to that). At each one the controller closes the active
 segment when its horizon is reached, tells the search its score, rolls back on reject, and —
 in ``active`` mode, when no safety rule objects — proposes, validates, snapshots and applies
-the next mutation. While a segment runs,
-``train_batch_end`` watches for blockers (non-finite loss, anomaly flags, grad-norm spikes)
-and rejects the segment at once instead of waiting for the horizon.
+the next mutation. While a segment runs, ``train_batch_end`` watches for blockers (non-finite
+loss, anomaly flags, grad-norm spikes) and rejects the segment at once instead of waiting for
+the horizon.
 """
 
 from __future__ import annotations
@@ -764,6 +764,7 @@ class HotTuneController:
         unless a manual command (re-read from the log on resume) has set that knob since."""
         info, self._pending_cancel = self._pending_cancel, None
         actuator = self.mutable_state.get(info["actuator"])
+        rollback = "none"
         if restore:
             rollback = "params" if actuator is not None and actuator.restore(info["params_snapshot"], env).ok else "failed"
         self.counts["cancelled"] += 1
@@ -771,7 +772,7 @@ class HotTuneController:
                             "trial": info["trial"]}, "cancelled",
                            reason="run resumed mid-segment; the trial was closed as FAIL"
                                   + ("" if restore else "; the manual change since stands"),
-                           rollback=rollback if restore else "none")
+                           rollback=rollback)
 
 
 def _id_number(mutation_id: Any) -> int:
